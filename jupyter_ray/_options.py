@@ -1,0 +1,116 @@
+"""Validation of ``@remote(...)`` and ``.options(...)`` arguments, with Ray's names.
+
+Every bad value raises at once (at decoration or ``.options`` time), with a message that
+says what is allowed, so nothing invalid ever reaches the runtime.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from typing import Any
+
+TASK_OPTIONS = frozenset(
+    {
+        "num_returns",
+        "num_cpus",
+        "num_gpus",
+        "resources",
+        "memory",
+        "max_retries",
+        "retry_exceptions",
+        "max_calls",
+        "name",
+        "scheduling_strategy",
+        "runtime_env",
+        "accelerator_type",
+        "label_selector",
+    }
+)
+
+DEPRECATED = {"num_return_vals": "num_returns"}
+
+
+def _non_negative(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return float(value)
+
+
+def validate_resources(resources: Any) -> dict[str, float]:
+    """Check a ``resources=`` mapping of custom resources; returns a clean copy."""
+    if resources is None:
+        return {}
+    if not isinstance(resources, dict):
+        raise TypeError(
+            f"resources must be a dict such as {{'my_resource': 1}}, got {type(resources).__name__}"
+        )
+    out: dict[str, float] = {}
+    for key, value in resources.items():
+        if not isinstance(key, str):
+            raise TypeError(f"resource names must be strings, got {key!r}")
+        if key in ("CPU", "GPU"):
+            raise ValueError(
+                f"Use the 'num_cpus' and 'num_gpus' keywords instead of '{key}' in "
+                "'resources': for example @remote(num_cpus=2, num_gpus=1)."
+            )
+        out[key] = _non_negative(f"resources[{key!r}]", value)
+    return out
+
+
+def normalize_task_options(opts: dict[str, Any], where: str) -> dict[str, Any]:
+    """Validate task options; maps deprecated names and warns about them."""
+    out = dict(opts)
+    for old, new in DEPRECATED.items():
+        if old in out:
+            warnings.warn(
+                f"'{old}' is deprecated; use '{new}' instead.", DeprecationWarning, stacklevel=4
+            )
+            if new in out:
+                raise ValueError(f"pass only one of '{old}' and '{new}'")
+            out[new] = out.pop(old)
+    unknown = sorted(set(out) - TASK_OPTIONS)
+    if unknown:
+        raise ValueError(
+            f"Invalid option keyword{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+            f"for {where}. Valid ones are: {', '.join(sorted(TASK_OPTIONS))}."
+        )
+    if "num_returns" in out:
+        n = out["num_returns"]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"num_returns must be an int >= 0, got {n!r}")
+    for key in ("num_cpus", "num_gpus", "memory"):
+        if key in out and out[key] is not None:
+            out[key] = _non_negative(key, out[key])
+    if "num_gpus" in out and out["num_gpus"] is not None:
+        g = out["num_gpus"]
+        if g > 1 and g != int(g):
+            raise ValueError(f"num_gpus above 1 must be a whole number, got {g}")
+    if "resources" in out:
+        out["resources"] = validate_resources(out["resources"])
+    if "max_retries" in out:
+        r = out["max_retries"]
+        if isinstance(r, bool) or not isinstance(r, int) or r < -1:
+            raise ValueError(f"max_retries must be an int >= -1 (-1 retries forever), got {r!r}")
+    if "max_calls" in out:
+        c = out["max_calls"]
+        if isinstance(c, bool) or not isinstance(c, int) or c < 0:
+            raise ValueError(f"max_calls must be an int >= 0 (0 means no limit), got {c!r}")
+    if "retry_exceptions" in out:
+        rx = out["retry_exceptions"]
+        ok = isinstance(rx, bool) or (
+            isinstance(rx, list | tuple)
+            and all(isinstance(c, type) and issubclass(c, BaseException) for c in rx)
+        )
+        if not ok:
+            raise TypeError(
+                f"retry_exceptions must be True, False, or a list of exception classes, got {rx!r}"
+            )
+    strategy = out.get("scheduling_strategy")
+    if strategy not in (None, "DEFAULT", "SPREAD"):
+        raise ValueError(
+            f"scheduling_strategy {strategy!r} is not supported; use 'DEFAULT' or 'SPREAD'"
+        )
+    return out

@@ -1,0 +1,370 @@
+"""The driver API: ``init``, ``shutdown``, ``get``, ``put``, ``wait``, ``cancel`` and friends.
+
+Names, arguments and behaviour follow Ray 2.x, so Ray's documentation applies. These are
+blocking calls made on the user's thread (in a notebook, the kernel's); the I/O they wait
+for happens on the runtime's own threads and processes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import inspect
+import os
+import threading
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, overload
+
+from ._options import validate_resources
+from .remote_function import RemoteFunction
+from .runtime import context
+from .runtime.core import CoreClient
+from .runtime.exceptions import RaySystemError
+from .runtime.launch import LocalNode, default_object_store_memory, start_local_node
+from .runtime.object_ref import ObjectRef
+
+T = TypeVar("T")
+
+_lock = threading.RLock()
+_node: LocalNode | None = None
+
+
+@dataclass
+class RuntimeInfo:
+    """What ``init()`` returns: where the runtime is and what it has."""
+
+    address: str
+    node_id: str
+    session_dir: str
+    resources: dict[str, float] = field(default_factory=dict)
+    dashboard_url: str | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+    def __enter__(self) -> RuntimeInfo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        shutdown()
+
+
+def _detect_gpus() -> int:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    try:
+        return len(os.listdir("/proc/driver/nvidia/gpus"))
+    except OSError:
+        return 0
+
+
+def _count(name: str, value: Any, default: float) -> float:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return float(value)
+
+
+def init(
+    address: str | None = None,
+    *,
+    num_cpus: int | None = None,
+    num_gpus: int | None = None,
+    resources: dict[str, float] | None = None,
+    object_store_memory: int | None = None,
+    ignore_reinit_error: bool = False,
+    include_dashboard: bool | None = None,
+    namespace: str | None = None,
+    runtime_env: dict[str, Any] | None = None,
+    log_to_driver: bool = True,
+    logging_level: Any = None,
+    configure_logging: bool = True,
+    **kwargs: Any,
+) -> RuntimeInfo:
+    """Start a local runtime (``address=None``) or attach to one, and connect this process.
+
+    >>> import jupyter_ray as ray
+    >>> ray.init(num_cpus=2)          # doctest: +SKIP
+
+    ``include_dashboard``, ``namespace``, ``runtime_env``, ``logging_level`` and
+    ``configure_logging`` are accepted for compatibility with Ray programs.
+    """
+    global _node
+    if "redis_address" in kwargs:
+        warnings.warn(
+            "init(redis_address=...) is deprecated; use init(address=...) instead.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        redis_address = kwargs.pop("redis_address")
+        if address is None:
+            address = redis_address
+    kwargs.pop("_temp_dir", None)
+    if kwargs:
+        names = ", ".join(sorted(kwargs))
+        raise TypeError(
+            f"init() got unexpected keyword argument(s) {names}. See help(jupyter_ray.init) "
+            "for the supported arguments."
+        )
+    with _lock:
+        if context.get_client() is not None:
+            if ignore_reinit_error:
+                return _info()
+            raise RuntimeError(
+                "Maybe you called jupyter_ray.init twice by accident? Call "
+                "jupyter_ray.shutdown() first, or pass ignore_reinit_error=True."
+            )
+        if address not in (None, "local"):
+            raise ConnectionError(
+                f"Could not find a running jupyter_ray cluster at {address!r}. Start one "
+                "with 'jupyter-ray start --head', or call init() with no address to run a "
+                "local runtime inside this session."
+            )
+        cpus = _count("num_cpus", num_cpus, float(os.cpu_count() or 1))
+        gpus = _count("num_gpus", num_gpus, float(_detect_gpus()))
+        custom = validate_resources(resources)
+        if object_store_memory is None:
+            store = default_object_store_memory()
+        else:
+            store = int(_count("object_store_memory", object_store_memory, 0))
+            if store < 1 << 20:
+                raise ValueError(
+                    f"object_store_memory must be at least 1 MiB, got {object_store_memory}"
+                )
+        import psutil
+
+        totals = {
+            "CPU": cpus,
+            "GPU": gpus,
+            "memory": float(int(psutil.virtual_memory().available * 0.7)),
+            "object_store_memory": float(store),
+            "node:127.0.0.1": 1.0,
+            **custom,
+        }
+        node = start_local_node(totals, store)
+        try:
+            client = CoreClient(node.socket_path, "driver", owns_node=True)
+        except BaseException:
+            node.proc.kill()
+            node.stop()
+            raise
+        if not log_to_driver:
+            client.on_log = lambda msg: None
+        _node = node
+        context.set_client(client)
+        return _info()
+
+
+def _info() -> RuntimeInfo:
+    client = _require_client()
+    assert client.welcome is not None
+    w = client.welcome
+    return RuntimeInfo(
+        address=w.session_dir, node_id=w.node_id, session_dir=w.session_dir, resources=w.resources
+    )
+
+
+def is_initialized() -> bool:
+    """True while this process is connected to a runtime."""
+    return context.get_client() is not None
+
+
+def shutdown() -> None:
+    """Disconnect; stop the local runtime if this process started it. Safe to call twice."""
+    global _node
+    with _lock:
+        client = context.get_client()
+        context.set_client(None)
+        if client is not None:
+            client.close()
+        node, _node = _node, None
+        if node is not None:
+            node.stop()
+
+
+atexit.register(shutdown)
+
+
+def _require_client() -> CoreClient:
+    client = context.get_client()
+    if client is None:
+        raise RaySystemError(
+            "jupyter_ray is not initialized: call jupyter_ray.init() first (in a notebook, "
+            "or %ray_start)."
+        )
+    if client.closed:
+        raise RaySystemError(
+            "the jupyter_ray runtime has stopped; call jupyter_ray.shutdown() and then "
+            "jupyter_ray.init() to start a new one."
+        )
+    return client
+
+
+def _auto_client() -> CoreClient:
+    if context.get_client() is None:
+        init()
+    return _require_client()
+
+
+def put(value: Any, *, _owner: Any = None) -> ObjectRef:
+    """Store ``value`` in the object store once; returns an ObjectRef to pass around."""
+    return _auto_client().put(value)
+
+
+@overload
+def get(object_refs: ObjectRef, *, timeout: float | None = None) -> Any: ...
+@overload
+def get(object_refs: list[ObjectRef], *, timeout: float | None = None) -> list[Any]: ...
+
+
+def get(object_refs: Any, *, timeout: float | None = None) -> Any:
+    """Return the value of one ref, or a list of values for a list of refs.
+
+    Raises the task's error (a RayTaskError that is also the original exception type),
+    or GetTimeoutError when ``timeout`` seconds pass first.
+    """
+    single = isinstance(object_refs, ObjectRef)
+    refs = [object_refs] if single else object_refs
+    if not isinstance(refs, list | tuple) or not all(isinstance(r, ObjectRef) for r in refs):
+        bad = (
+            object_refs
+            if not isinstance(refs, list | tuple)
+            else next(r for r in refs if not isinstance(r, ObjectRef))
+        )
+        hint = ""
+        if isinstance(bad, RemoteFunction) or inspect.isfunction(bad):
+            hint = " Did you forget to call .remote() on the function?"
+        raise ValueError(
+            f"get() takes an ObjectRef or a list of ObjectRefs, got {type(bad).__name__} "
+            f"{_short(bad)}.{hint} Values that are not refs need no get()."
+        )
+    _check_timeout(timeout)
+    values = _auto_client().get(list(refs), timeout)
+    return values[0] if single else values
+
+
+def wait(
+    object_refs: Sequence[ObjectRef],
+    *,
+    num_returns: int = 1,
+    timeout: float | None = None,
+    fetch_local: bool = True,
+) -> tuple[list[ObjectRef], list[ObjectRef]]:
+    """Return ``(ready, not_ready)`` once ``num_returns`` refs are ready or time runs out.
+
+    Ready refs come in the order they were given, at most ``num_returns`` of them.
+    """
+    if isinstance(object_refs, ObjectRef):
+        raise TypeError(
+            "wait() takes a list of ObjectRefs, got a single ObjectRef: use "
+            "wait([ref]) or get(ref)."
+        )
+    if not isinstance(object_refs, list | tuple):
+        raise TypeError(f"wait() takes a list of ObjectRefs, got {type(object_refs).__name__}")
+    refs = list(object_refs)
+    for r in refs:
+        if not isinstance(r, ObjectRef):
+            raise TypeError(
+                f"wait() takes a list of ObjectRefs, but it contains {type(r).__name__} {_short(r)}"
+            )
+    if len(set(refs)) != len(refs):
+        raise ValueError("wait() requires a list of unique ObjectRefs; remove the duplicates.")
+    if isinstance(num_returns, bool) or not isinstance(num_returns, int):
+        raise TypeError(f"num_returns must be an int, got {num_returns!r}")
+    if num_returns <= 0:
+        raise ValueError(f"num_returns must be at least 1, got {num_returns}")
+    if num_returns > len(refs):
+        raise ValueError(
+            f"num_returns ({num_returns}) cannot be larger than the number of refs "
+            f"({len(refs)}) passed to wait()."
+        )
+    _check_timeout(timeout)
+    ready_ids = _auto_client().wait_ready(refs, num_returns, timeout)
+    ready: list[ObjectRef] = []
+    rest: list[ObjectRef] = []
+    for r in refs:
+        if len(ready) < num_returns and r.binary() in ready_ids:
+            ready.append(r)
+        else:
+            rest.append(r)
+    return ready, rest
+
+
+def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
+    """Cancel the task that makes ``object_ref``; ``get`` then raises TaskCancelledError.
+
+    A pending task is dropped; a running one gets TaskCancelledError raised inside it, or
+    with ``force=True`` its worker process is killed.
+    """
+    if not isinstance(object_ref, ObjectRef):
+        raise TypeError(
+            f"cancel() takes the ObjectRef returned by f.remote(), got {type(object_ref).__name__}"
+        )
+    _require_client().cancel(object_ref, force, recursive)
+
+
+def _check_timeout(timeout: Any) -> None:
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout must be a number of seconds or None, got {timeout!r}")
+    if timeout < 0:
+        raise ValueError(f"timeout must be >= 0 seconds, got {timeout}")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def get_gpu_ids() -> list[int]:
+    """GPU ids assigned to the current task (empty in the driver)."""
+    ctx = context.current_task()
+    return list(ctx.gpu_ids) if ctx is not None else []
+
+
+def cluster_resources() -> dict[str, float]:
+    """Total resources of every node in the cluster."""
+    return dict(_require_client().query("cluster_resources"))
+
+
+def available_resources() -> dict[str, float]:
+    """Resources not in use right now (those fully used are left out, as in Ray)."""
+    return dict(_require_client().query("available_resources"))
+
+
+def nodes() -> list[dict[str, Any]]:
+    """One dict per node: ``NodeID``, ``Alive``, ``Resources`` and addresses."""
+    return list(_require_client().query("nodes"))
+
+
+def remote(*args: Any, **options: Any) -> Any:
+    """Make a function a remote function: ``@remote`` or ``@remote(num_cpus=2, ...)``."""
+    if len(args) == 1 and not options and callable(args[0]):
+        return _make_remote(args[0], {})
+    if args:
+        raise TypeError(
+            "remote() takes a function, or only keyword options: use @remote or "
+            "@remote(num_cpus=1, ...)."
+        )
+
+    def decorator(target: Any) -> Any:
+        return _make_remote(target, options)
+
+    return decorator
+
+
+def _make_remote(target: Any, options: dict[str, Any]) -> Any:
+    if inspect.isclass(target):
+        raise TypeError(
+            f"@remote on a class ({target.__name__}) makes an actor; actors are not "
+            "available in this version of jupyter_ray yet."
+        )
+    if not callable(target):
+        raise TypeError(f"@remote takes a function, got {type(target).__name__}")
+    return RemoteFunction(target, options)

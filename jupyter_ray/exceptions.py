@@ -1,0 +1,34 @@
+"""Errors raised by jupyter_ray, under one root: :class:`RayError`.
+
+Same names as ``ray.exceptions`` so existing ``except`` clauses keep working.
+"""
+
+from .runtime.exceptions import (
+    ActorDiedError,
+    ActorUnavailableError,
+    GetTimeoutError,
+    ObjectLostError,
+    ObjectStoreFullError,
+    OwnerDiedError,
+    RayActorError,
+    RayError,
+    RaySystemError,
+    RayTaskError,
+    TaskCancelledError,
+    WorkerCrashedError,
+)
+
+__all__ = [
+    "ActorDiedError",
+    "ActorUnavailableError",
+    "GetTimeoutError",
+    "ObjectLostError",
+    "ObjectStoreFullError",
+    "OwnerDiedError",
+    "RayActorError",
+    "RayError",
+    "RaySystemError",
+    "RayTaskError",
+    "TaskCancelledError",
+    "WorkerCrashedError",
+]

@@ -1,0 +1,1 @@
+"""Utilities (ActorPool, queues) built on the public API."""

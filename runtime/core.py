@@ -1,0 +1,571 @@
+"""The client side of the runtime, shared by drivers and workers.
+
+``CoreClient`` owns one connection to the node manager. Calls such as ``get`` run on the
+caller's thread and send directly; a reader thread receives values, replies and (in
+workers) tasks. A small flusher thread sends reference-count changes that pile up while
+the process is otherwise quiet, so freed objects do not linger.
+
+Locking: one lock (``_lock``) guards all tables. ``ObjectRef.__del__`` and view
+finalizers never take it: they append to lock-free deques drained under the lock, since
+garbage collection may run them on any thread at any moment.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import ctypes
+import itertools
+import logging
+import os
+import queue
+import sys
+import threading
+import time
+import weakref
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from . import context
+from . import protocol as p
+from .exceptions import GetTimeoutError, RayError, RaySystemError
+from .ids import new_task_id, object_id_for
+from .object_ref import ObjectRef
+from .serialization import SerializedObject, deserialize, serialize
+from .store import Arena, MappedFile, map_file_writable
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL = 0.05
+
+
+class Dep:
+    """Placeholder for a top-level ObjectRef argument; replaced by its value in the worker."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Dep, (self.index,))
+
+
+@dataclass(slots=True)
+class _Mapped:
+    """An arena object this process maps: deliveries (pins) held and live views."""
+
+    payload: p.Payload
+    pins: int = 0
+    views: int = 0
+
+
+class CoreClient:
+    """A process's connection to its node manager; see the module docstring."""
+
+    def __init__(
+        self, socket_path: str, role: str, worker_id: str = "", owns_node: bool = False
+    ) -> None:
+        from .transport import ClientConnection
+
+        self.role = role
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._local_refs: dict[bytes, int] = {}
+        self.dead_refs: deque[bytes] = deque()
+        self._dead_views: deque[bytes] = deque()
+        self._pending_add: set[bytes] = set()
+        self._pending_remove: set[bytes] = set()
+        self._pending_unpin: dict[bytes, int] = {}
+        self._values: dict[bytes, p.Payload] = {}
+        self._ready: set[bytes] = set()
+        self._requested: dict[bytes, bool] = {}
+        self._mapped: dict[bytes, _Mapped] = {}
+        self._files: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+        self._futures: dict[bytes, list[concurrent.futures.Future[Any]]] = {}
+        self._replies: dict[int, list[Any]] = {}
+        self._req_ids = itertools.count(1)
+        self._registered: set[bytes] = set()
+        self.tasks: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.on_cancel: Any = None
+        self.on_log: Any = None
+        self.closed = False
+        self._welcome = threading.Event()
+        self.welcome: p.Welcome | None = None
+        self.conn = ClientConnection(socket_path, self._on_message, self._on_close)
+        self.conn.start()
+        self.conn.send(p.Hello(role, os.getpid(), worker_id, owns_node))
+        if not self._welcome.wait(30):
+            raise RaySystemError("the node manager did not answer within 30 s")
+        assert self.welcome is not None
+        self.arena: Arena = Arena(self.welcome.arena_path, self.welcome.arena_size)
+        self._flusher = threading.Thread(
+            target=self._flush_loop, name="jupyter-ray-flusher", daemon=True
+        )
+        self._flusher.start()
+
+    # --- connection ------------------------------------------------------------------
+
+    def send(self, *msgs: object) -> None:
+        """Send messages, preceded by any pending reference-count changes."""
+        with self._lock:
+            pending = self._take_ref_changes()
+        self.conn.send(*pending, *msgs)
+
+    def _take_ref_changes(self) -> list[object]:
+        """Drain finalizer queues into messages. Caller holds ``_lock``."""
+        dead = self.dead_refs
+        while dead:
+            oid = dead.popleft()
+            n = self._local_refs.get(oid, 0) - 1
+            if n > 0:
+                self._local_refs[oid] = n
+                continue
+            self._local_refs.pop(oid, None)
+            if oid in self._pending_add:
+                self._pending_add.discard(oid)
+            else:
+                self._pending_remove.add(oid)
+            self._values.pop(oid, None)
+            self._ready.discard(oid)
+            self._requested.pop(oid, None)
+            m = self._mapped.get(oid)
+            if m is not None and m.views == 0:
+                self._release_mapping(oid, m)
+        views = self._dead_views
+        while views:
+            oid = views.popleft()
+            m = self._mapped.get(oid)
+            if m is None:
+                continue
+            m.views -= 1
+            if m.views == 0:
+                self._release_mapping(oid, m)
+        out: list[object] = []
+        if self._pending_add or self._pending_remove:
+            out.append(p.RefUpdate(list(self._pending_add), list(self._pending_remove)))
+            self._pending_add = set()
+            self._pending_remove = set()
+        if self._pending_unpin:
+            out.append(p.Unpin(list(self._pending_unpin.items())))
+            self._pending_unpin = {}
+        return out
+
+    def _release_mapping(self, oid: bytes, m: _Mapped) -> None:
+        del self._mapped[oid]
+        if m.pins:
+            self._pending_unpin[oid] = self._pending_unpin.get(oid, 0) + m.pins
+
+    def _flush_loop(self) -> None:
+        while not self.closed:
+            time.sleep(FLUSH_INTERVAL)
+            if self.dead_refs or self._dead_views:
+                try:
+                    self.send()
+                except (ConnectionError, OSError):
+                    return
+
+    def _on_close(self) -> None:
+        with self._lock:
+            self.closed = True
+            self._cond.notify_all()
+            for slot in self._replies.values():
+                slot[0].set()
+        self.tasks.put(None)
+
+    def _on_message(self, msg: Any) -> None:
+        kind = type(msg)
+        if kind is p.ObjectAvailable:
+            self._on_object(msg)
+        elif kind is p.ExecuteTask:
+            self.tasks.put(msg)
+        elif kind is p.LogLines:
+            if self.on_log is not None:
+                self.on_log(msg)
+            else:
+                _print_log(msg)
+        elif kind is p.Welcome:
+            self.welcome = msg
+            self._welcome.set()
+        elif kind is p.QueryReply or kind is p.ObjectCreated:
+            slot = self._replies.get(msg.req_id)
+            if slot is not None:
+                slot[1] = msg
+                slot[0].set()
+        elif kind is p.CancelTask:
+            if self.on_cancel is not None:
+                self.on_cancel(msg)
+        else:
+            log.warning("unexpected message from the node manager: %r", kind)
+
+    def _on_object(self, msg: p.ObjectAvailable) -> None:
+        oid = msg.object_id
+        payload = msg.payload
+        with self._lock:
+            if payload is None:
+                self._ready.add(oid)
+            elif payload.in_arena:
+                m = self._mapped.get(oid)
+                if m is None:
+                    m = self._mapped[oid] = _Mapped(payload)
+                m.pins += 1
+                if oid not in self._local_refs and m.views == 0:
+                    self._release_mapping(oid, m)
+            elif oid in self._local_refs:
+                self._values[oid] = payload
+            self._requested.pop(oid, None)
+            self._cond.notify_all()
+            futures = self._futures.pop(oid, None)
+        if futures:
+            for fut in futures:
+                self._complete_future(oid, fut)
+
+    def request(self, msg: Any) -> Any:
+        """Send a message carrying ``req_id`` and wait for the matching reply."""
+        slot: list[Any] = [threading.Event(), None]
+        self._replies[msg.req_id] = slot
+        try:
+            self.send(msg)
+            while not slot[0].wait(1.0):
+                if self.closed:
+                    break
+            if slot[1] is None:
+                raise RaySystemError("lost the connection to the jupyter_ray node manager")
+            return slot[1]
+        finally:
+            self._replies.pop(msg.req_id, None)
+
+    def query(self, what: str, arg: Any = None) -> Any:
+        return self.request(p.Query(next(self._req_ids), what, arg)).data
+
+    def close(self) -> None:
+        self.closed = True
+        self.conn.close()
+        self.conn.join(2)
+
+    # --- references ------------------------------------------------------------------
+
+    def add_local_ref(self, oid: bytes) -> None:
+        with self._lock:
+            n = self._local_refs.get(oid, 0)
+            self._local_refs[oid] = n + 1
+            if n == 0:
+                if oid in self._pending_remove:
+                    self._pending_remove.discard(oid)
+                else:
+                    self._pending_add.add(oid)
+
+    def _new_owned_ref(self, oid: bytes) -> ObjectRef:
+        """A ref to an object the node manager already counts for us (put, task return)."""
+        with self._lock:
+            n = self._local_refs.get(oid, 0)
+            self._local_refs[oid] = n + 1
+        return ObjectRef(oid, self, _owned=True)
+
+    # --- functions and tasks ---------------------------------------------------------
+
+    def submit(
+        self,
+        fn_id: bytes,
+        fn_payload: bytes | None,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        num_returns: int,
+        resources: dict[str, float],
+        max_retries: int,
+        retry_exceptions: bool | bytes,
+        max_calls: int,
+    ) -> list[ObjectRef]:
+        """Submit a task; returns refs to its ``num_returns`` results."""
+        blob, deps, nested, keep = self._serialize_args(args, kwargs)
+        task_id = new_task_id()
+        ctx = context.current_task()
+        spec = p.TaskSpec(
+            task_id,
+            name,
+            fn_id,
+            blob,
+            deps,
+            nested,
+            num_returns,
+            resources,
+            max_retries,
+            retry_exceptions,
+            max_calls,
+            parent_task=ctx.task_id if ctx is not None else None,
+            cell_id=context.current_cell_id(),
+        )
+        msgs: list[object] = []
+        if fn_id not in self._registered and fn_payload is not None:
+            msgs.append(p.RegisterFunction(fn_id, name, fn_payload))
+            self._registered.add(fn_id)
+        msgs.append(p.SubmitTask(spec))
+        refs = [self._new_owned_ref(object_id_for(task_id, i)) for i in range(num_returns)]
+        self.send(*msgs)
+        del keep  # large arguments put for this task: the task now holds them
+        return refs
+
+    def _serialize_args(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[bytes, list[bytes], list[bytes], list[ObjectRef]]:
+        deps: list[bytes] = []
+        keep: list[ObjectRef] = []
+
+        def swap(value: Any) -> Any:
+            if isinstance(value, ObjectRef):
+                deps.append(value.binary())
+                return Dep(len(deps) - 1)
+            return value
+
+        new_args = tuple(swap(a) for a in args)
+        new_kwargs = {k: swap(v) for k, v in kwargs.items()} if kwargs else {}
+        so = serialize((new_args, new_kwargs))
+        if so.size >= p.INLINE_LIMIT:
+            # Too big to travel in the task message: put large arguments in the store.
+            def promote(value: Any) -> Any:
+                if isinstance(value, Dep):
+                    return value
+                part = serialize(value)
+                if part.size < p.INLINE_LIMIT // 4:
+                    return value
+                ref = self.put_serialized(part)
+                keep.append(ref)
+                deps.append(ref.binary())
+                return Dep(len(deps) - 1)
+
+            new_args = tuple(promote(a) for a in new_args)
+            new_kwargs = {k: promote(v) for k, v in new_kwargs.items()}
+            so = serialize((new_args, new_kwargs))
+        return so.to_bytes(), deps, so.contained, keep
+
+    # --- objects ---------------------------------------------------------------------
+
+    def put(self, value: Any) -> ObjectRef:
+        if isinstance(value, ObjectRef):
+            raise TypeError(
+                "put() of an ObjectRef is not allowed: the ref already names a stored "
+                "object. Pass the ref itself, or wrap it in a list to store a ref."
+            )
+        return self.put_serialized(serialize(value))
+
+    def put_serialized(self, so: SerializedObject) -> ObjectRef:
+        oid = object_id_for(new_task_id(), 0)
+        if so.size < p.INLINE_LIMIT:
+            data = so.to_bytes()
+            ref = self._new_owned_ref(oid)
+            with self._lock:
+                self._values[oid] = p.Payload(data=data, size=len(data))
+            self.send(p.PutInline(oid, data, so.contained))
+            return ref
+        payload = self.write_object(oid, so)
+        ref = self._new_owned_ref(oid)
+        self.send(p.SealObject(oid, payload, so.contained))
+        return ref
+
+    def write_object(self, oid: bytes, so: SerializedObject) -> p.Payload:
+        """Allocate room in the node's store and copy ``so`` there (not yet sealed)."""
+        reply = self.request(p.CreateObject(next(self._req_ids), oid, so.size))
+        if reply.payload is None:
+            err = deserialize(memoryview(reply.error))
+            raise err
+        payload: p.Payload = reply.payload
+        if payload.path is not None:
+            view = map_file_writable(payload.path, payload.size)
+            try:
+                so.write_into(view)
+            finally:
+                view.release()
+        else:
+            with self.arena.view[payload.offset : payload.offset + payload.size] as view:
+                so.write_into(view)
+        return payload
+
+    def _has_value(self, oid: bytes) -> bool:
+        return oid in self._values or oid in self._mapped
+
+    def _await_objects(
+        self, ids: list[bytes], count: int, timeout: float | None, want_value: bool
+    ) -> list[bytes]:
+        """Block until ``count`` of ``ids`` are available; returns the available ones."""
+        have = self._has_value if want_value else self._is_ready
+        with self._lock:
+            ready = [oid for oid in ids if have(oid)]
+            if len(ready) >= count:
+                return ready
+            ask = [oid for oid in ids if not have(oid) and self._requested.get(oid) is not True]
+            for oid in ask:
+                if want_value or oid not in self._requested:
+                    self._requested[oid] = want_value
+        blocked = self.role == "worker"
+        msgs: list[object] = []
+        if ask:
+            msgs.append(p.Subscribe(ask, want_value))
+        if blocked:
+            msgs.append(p.Blocked())
+        if msgs:
+            self.send(*msgs)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            with self._lock:
+                while True:
+                    ready = [oid for oid in ids if have(oid)]
+                    if len(ready) >= count:
+                        return ready
+                    if self.closed:
+                        raise RaySystemError(
+                            "lost the connection to the jupyter_ray node manager; call "
+                            "jupyter_ray.shutdown() and jupyter_ray.init() again"
+                        )
+                    if deadline is None:
+                        self._cond.wait(1.0)
+                    else:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            return ready
+                        self._cond.wait(min(left, 1.0))
+        finally:
+            if blocked:
+                self.send(p.Unblocked())
+
+    def _is_ready(self, oid: bytes) -> bool:
+        return oid in self._ready or oid in self._values or oid in self._mapped
+
+    def wait_ready(
+        self, refs: list[ObjectRef], num_returns: int, timeout: float | None
+    ) -> set[bytes]:
+        ids = [r.binary() for r in refs]
+        return set(self._await_objects(ids, num_returns, timeout, want_value=False))
+
+    def get(self, refs: list[ObjectRef], timeout: float | None) -> list[Any]:
+        ids = [r.binary() for r in refs]
+        ready = self._await_objects(ids, len(ids), timeout, want_value=True)
+        if len(ready) < len(ids):
+            raise GetTimeoutError(
+                f"get() timed out after {timeout} s with {len(ids) - len(ready)} of "
+                f"{len(ids)} objects not ready. Raise timeout, or use wait() to take the "
+                "ones that are ready."
+            )
+        return [self._materialize(oid) for oid in ids]
+
+    def _materialize(self, oid: bytes) -> Any:
+        with self._lock:
+            payload = self._values.get(oid)
+            m = self._mapped.get(oid) if payload is None else None
+            if m is not None:
+                m.views += 1  # guard while we deserialize
+        if payload is not None:
+            return self.load_payload(payload)
+        if m is None:
+            raise RaySystemError(f"object {oid.hex()} vanished from the local cache")
+        try:
+            return self._load_arena(oid, m.payload)
+        finally:
+            self._dead_views.append(oid)
+
+    def load_payload(self, payload: p.Payload) -> Any:
+        """Deserialize an inline or file payload; raise it when it holds an error."""
+        if payload.data is not None:
+            value = deserialize(memoryview(payload.data))
+        else:
+            assert payload.path is not None
+            mapped = self._files.get(payload.path)
+            if mapped is None:
+                mapped = MappedFile.open(payload.path, payload.size)
+                self._files[payload.path] = mapped
+            value = deserialize(mapped.view)
+        if payload.error:
+            if isinstance(value, RayError) and hasattr(value, "as_instanceof_cause"):
+                value = value.as_instanceof_cause()
+            raise value
+        return value
+
+    def _load_arena(self, oid: bytes, payload: p.Payload) -> Any:
+        base = payload.offset
+        mm = self.arena._mmap
+        assert mm is not None
+
+        def tracked(pos: int, size: int) -> memoryview:
+            region = (ctypes.c_char * size).from_buffer(mm, base + pos)
+            with self._lock:
+                self._mapped[oid].views += 1
+            weakref.finalize(region, self._dead_views.append, oid)
+            return memoryview(region).cast("B").toreadonly()
+
+        with self.arena.view[base : base + payload.size] as view:
+            return deserialize(view, tracked)
+
+    def adopt_arena_payload(self, oid: bytes, payload: p.Payload) -> None:
+        """Record an arena delivery that came inside a task (the node pinned it for us)."""
+        with self._lock:
+            m = self._mapped.get(oid)
+            if m is None:
+                m = self._mapped[oid] = _Mapped(payload)
+            m.pins += 1
+
+    def load_arg(self, oid: bytes, payload: p.Payload) -> Any:
+        """Value of a task argument delivered with the task."""
+        if payload.in_arena:
+            self.adopt_arena_payload(oid, payload)
+            with self._lock:
+                m = self._mapped[oid]
+                m.views += 1
+            try:
+                return self._load_arena(oid, payload)
+            finally:
+                self._dead_views.append(oid)
+        return self.load_payload(payload)
+
+    def future_of(self, ref: ObjectRef) -> concurrent.futures.Future[Any]:
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        oid = ref.binary()
+        with self._lock:
+            if self._has_value(oid):
+                ready = True
+            else:
+                ready = False
+                self._futures.setdefault(oid, []).append(fut)
+                ask = self._requested.get(oid) is not True
+                if ask:
+                    self._requested[oid] = True
+        if ready:
+            self._complete_future(oid, fut)
+        elif ask:
+            self.send(p.Subscribe([oid], True))
+        # keep the ref alive until the future completes
+        fut.add_done_callback(_KeepAlive(ref))
+        return fut
+
+    def _complete_future(self, oid: bytes, fut: concurrent.futures.Future[Any]) -> None:
+        try:
+            fut.set_result(self._materialize(oid))
+        except BaseException as err:
+            fut.set_exception(err)
+
+    def cancel(self, ref: ObjectRef, force: bool, recursive: bool) -> None:
+        self.send(p.CancelRequest(ref.binary(), force, recursive))
+
+
+class _KeepAlive:
+    """A done-callback that holds a ref until its future completes."""
+
+    __slots__ = ("ref",)
+
+    def __init__(self, ref: ObjectRef) -> None:
+        self.ref: ObjectRef | None = ref
+
+    def __call__(self, fut: concurrent.futures.Future[Any]) -> None:
+        self.ref = None
+
+
+def _print_log(msg: p.LogLines) -> None:
+    stream = sys.stdout if msg.stream == 1 else sys.stderr
+    prefix = f"({msg.name} pid={msg.pid}) "
+    text = "".join(prefix + line for line in msg.text.splitlines(keepends=True))
+    if not text.endswith("\n"):
+        text += "\n"
+    try:
+        stream.write(text)
+        stream.flush()
+    except (ValueError, OSError):  # stream closed at interpreter exit
+        pass

@@ -1,0 +1,116 @@
+"""Starting and stopping a node manager process for the embedded runtime.
+
+Runs in the driver, on the caller's thread (``init``/``shutdown`` are blocking calls).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+from .exceptions import RaySystemError
+
+
+@dataclass(slots=True)
+class LocalNode:
+    """A node manager this driver started and owns."""
+
+    proc: subprocess.Popen[bytes]
+    session_dir: str
+    socket_path: str
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Wait for the node manager to exit (it stops when its owner disconnects)."""
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            try:
+                self.proc.wait(2.0)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        shutil.rmtree(self.session_dir, ignore_errors=True)
+
+
+def default_object_store_memory() -> int:
+    """30% of available memory, bounded by the free space of /dev/shm."""
+    import psutil
+
+    want = int(psutil.virtual_memory().available * 0.3)
+    try:
+        shm = shutil.disk_usage("/dev/shm").free
+        want = min(want, int(shm * 0.8))
+    except OSError:
+        pass
+    return max(want, 64 << 20)
+
+
+def shm_dir() -> str:
+    return "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+
+
+def start_local_node(
+    resources: dict[str, float], object_store_memory: int, timeout: float = 30.0
+) -> LocalNode:
+    """Start a node manager (and its workers) and wait until it listens."""
+    # The session directory holds the socket and the arena; sockets need short paths.
+    session_dir = tempfile.mkdtemp(prefix="jupyter_ray-", dir=shm_dir())
+    paths = [p for p in sys.path if p and os.path.isdir(p)]
+    if sys.path and sys.path[0] == "":
+        paths.insert(0, os.getcwd())
+    worker_env = {
+        "JUPYTER_RAY_SYS_PATH": json.dumps(paths),
+        "JUPYTER_RAY_CWD": os.getcwd(),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyter_ray.runtime.node",
+        "--session-dir",
+        session_dir,
+        "--resources",
+        json.dumps(resources),
+        "--object-store-memory",
+        str(object_store_memory),
+        "--worker-env",
+        json.dumps(worker_env),
+    ]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    line = b""
+    while not line.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or proc.poll() is not None:
+            break
+        ready, _, _ = select.select([proc.stdout], [], [], left)
+        if ready:
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            line += chunk
+    if not line.startswith(b"READY "):
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        log_path = os.path.join(session_dir, "logs", "node.log")
+        detail = ""
+        if os.path.exists(log_path):
+            with open(log_path, errors="replace") as f:
+                detail = f.read()[-2000:]
+        shutil.rmtree(session_dir, ignore_errors=True)
+        raise RaySystemError(
+            f"the jupyter_ray node manager did not start (exit code {proc.returncode}). {detail}"
+        )
+    socket_path = line[len(b"READY ") :].decode().strip()
+    return LocalNode(proc, session_dir, socket_path)

@@ -1,0 +1,734 @@
+"""The node manager: worker pool, local scheduler, object directory and store of one node.
+
+Runs as its own process (``python -m jupyter_ray.runtime.node``) on one asyncio event
+loop; every handler below runs on that loop and none of them blocks it (file I/O for
+spilling goes to an executor thread). In the embedded mode that ``init()`` uses, this
+process also answers the head's questions for its single node, and it exits when the
+driver that started it goes away.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import protocol as p
+from .exceptions import ObjectStoreFullError, TaskCancelledError, WorkerCrashedError
+from .ids import object_id_for, random_id, task_id_of
+from .objects import ObjectEntry, ObjectTable
+from .scheduler import Grant, ReadyQueue, ResourceLedger
+from .serialization import serialize
+from .store import Allocator, Arena, aligned, create_file, write_file
+from .transport import ServerConnection
+
+log = logging.getLogger("jupyter_ray.node")
+
+IDLE_WORKER_TTL = 30.0
+MAX_WORKERS = 256
+
+
+@dataclass(slots=True, eq=False)
+class WorkerState:
+    conn: ServerConnection
+    pid: int
+    worker_id: str
+    functions: set[bytes] = field(default_factory=set)
+    task: TaskRecord | None = None
+    lent_cpus: float = 0.0
+    idle_since: float = field(default_factory=time.monotonic)
+    exiting: bool = False
+
+
+@dataclass(slots=True, eq=False)
+class TaskRecord:
+    spec: p.TaskSpec
+    missing: int = 0
+    state: str = "pending_args"  # pending_args, pending_resources, running
+    worker: WorkerState | None = None
+    grant: Grant | None = None
+    retries_left: int = 0
+    cancelled: bool = False
+    force_cancel: bool = False
+
+
+class NodeManager:
+    """State and handlers of one node; see the module docstring for threading."""
+
+    def __init__(
+        self,
+        session_dir: str,
+        resources: dict[str, float],
+        object_store_memory: int,
+        embedded: bool = True,
+        worker_env: dict[str, str] | None = None,
+    ) -> None:
+        self.node_id = random_id(14)
+        self.session_dir = session_dir
+        self.socket_path = os.path.join(session_dir, "node.sock")
+        self.embedded = embedded
+        self.ledger = ResourceLedger(resources)
+        self.ready = ReadyQueue()
+        self.objects = ObjectTable()
+        self.arena = Arena(os.path.join(session_dir, "arena"), object_store_memory, create=True)
+        self.alloc = Allocator(object_store_memory)
+        # Spill files go to disk, not next to the arena in shared memory.
+        self.spill_dir = tempfile.mkdtemp(prefix=f"jupyter_ray-spill-{self.node_id[:8]}-")
+        self.logs_dir = os.path.join(session_dir, "logs")
+        os.makedirs(self.logs_dir, exist_ok=True)
+        self.spilled_bytes = 0
+        self.conns: dict[int, ServerConnection] = {}
+        self.workers: dict[int, WorkerState] = {}
+        self.idle: deque[WorkerState] = deque()
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.starting = 0
+        self.functions: dict[bytes, tuple[str, bytes]] = {}
+        self.tasks: dict[bytes, TaskRecord] = {}
+        self.waiting_on: dict[bytes, list[TaskRecord]] = {}
+        self.pending_allocs: dict[int, dict[bytes, p.Payload]] = {}
+        self.worker_env = worker_env or {}
+        self.pool_size = max(1, int(self.ledger.total.get("CPU", 1)))
+        self._next_conn = 0
+        self._stopping = asyncio.Event()
+        self._server: asyncio.AbstractServer | None = None
+        self._background: set[asyncio.Future[Any]] = set()
+        self._warned_infeasible: set[tuple[tuple[str, float], ...]] = set()
+        self._handlers: dict[type, Any] = {
+            p.Hello: self.on_hello,
+            p.RegisterFunction: self.on_register_function,
+            p.SubmitTask: self.on_submit_task,
+            p.PutInline: self.on_put_inline,
+            p.CreateObject: self.on_create_object,
+            p.SealObject: self.on_seal_object,
+            p.RefUpdate: self.on_ref_update,
+            p.Unpin: self.on_unpin,
+            p.Subscribe: self.on_subscribe,
+            p.Blocked: self.on_blocked,
+            p.Unblocked: self.on_unblocked,
+            p.CancelRequest: self.on_cancel,
+            p.TaskDone: self.on_task_done,
+            p.LogLines: self.on_log_lines,
+            p.Query: self.on_query,
+            p.Shutdown: self.on_shutdown,
+        }
+
+    # --- life cycle ------------------------------------------------------------------
+
+    async def serve(self, on_ready: Any = None) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_unix_server(self._new_connection, self.socket_path)
+        os.chmod(self.socket_path, 0o600)
+        for _ in range(self.pool_size):
+            self._start_worker()
+        if on_ready is not None:
+            on_ready()
+        housekeeping = asyncio.ensure_future(self._housekeeping())
+        try:
+            await self._stopping.wait()
+        finally:
+            housekeeping.cancel()
+            await self._teardown()
+
+    def _new_connection(self) -> ServerConnection:
+        self._next_conn += 1
+        conn = ServerConnection(self._next_conn, self._dispatch, self._on_lost)
+        self.conns[conn.conn_id] = conn
+        return conn
+
+    async def _teardown(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.conns.values()):
+            conn.close()
+        for proc in list(self.procs.values()):
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 2.0
+        for proc in list(self.procs.values()):
+            while proc.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        self.arena.unlink()
+        shutil.rmtree(self.spill_dir, ignore_errors=True)
+
+    async def _housekeeping(self) -> None:
+        """Reap exited worker processes and retire surplus idle workers."""
+        while True:
+            await asyncio.sleep(0.5)
+            for pid, proc in list(self.procs.items()):
+                if proc.poll() is not None:
+                    del self.procs[pid]
+                    if not any(w.pid == pid for w in self.workers.values()):
+                        # died before it said hello
+                        self.starting = max(0, self.starting - 1)
+                        self._dispatch_tasks()
+            now = time.monotonic()
+            surplus = len(self.workers) - self.pool_size
+            for w in list(self.idle):
+                if surplus <= 0:
+                    break
+                if now - w.idle_since > IDLE_WORKER_TTL:
+                    self.idle.remove(w)
+                    w.exiting = True
+                    w.conn.close()
+                    surplus -= 1
+
+    # --- plumbing --------------------------------------------------------------------
+
+    def _dispatch(self, conn: ServerConnection, msg: Any) -> None:
+        handler = self._handlers.get(type(msg))
+        if handler is None:
+            log.warning("conn %d sent an unknown message %s; closing it", conn.conn_id, type(msg))
+            conn.close()
+            return
+        result = handler(conn, msg)
+        if asyncio.iscoroutine(result):
+            task = asyncio.ensure_future(result)
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    def _on_lost(self, conn: ServerConnection) -> None:
+        self.conns.pop(conn.conn_id, None)
+        freed: list[ObjectEntry] = []
+        reclaim = self.objects.drop_connection(conn.conn_id, freed)
+        for entry in freed + reclaim:
+            self._release_memory(entry)
+        for payload in self.pending_allocs.pop(conn.conn_id, {}).values():
+            self._release_payload(payload)
+        worker = self.workers.pop(conn.conn_id, None)
+        if worker is not None:
+            self._on_worker_lost(worker)
+        elif conn.role == "driver" and getattr(conn, "owns_node", False) and self.embedded:
+            self._stopping.set()
+
+    # --- connections -----------------------------------------------------------------
+
+    def on_hello(self, conn: ServerConnection, msg: p.Hello) -> None:
+        conn.role = msg.role
+        conn.pid = msg.pid
+        conn.owns_node = msg.owns_node  # type: ignore[attr-defined]
+        conn.send(
+            p.Welcome(
+                self.node_id,
+                self.session_dir,
+                self.arena.path,
+                self.arena.size,
+                conn.conn_id,
+                dict(self.ledger.total),
+            )
+        )
+        if msg.role == "worker":
+            self.starting = max(0, self.starting - 1)
+            worker = WorkerState(conn, msg.pid, msg.worker_id)
+            self.workers[conn.conn_id] = worker
+            self.idle.append(worker)
+            self._dispatch_tasks()
+
+    def on_register_function(self, conn: ServerConnection, msg: p.RegisterFunction) -> None:
+        self.functions[msg.fn_id] = (msg.name, msg.payload)
+
+    def on_query(self, conn: ServerConnection, msg: p.Query) -> None:
+        conn.send(p.QueryReply(msg.req_id, self._answer(msg.what, msg.arg)))
+
+    def _answer(self, what: str, arg: Any) -> Any:
+        if what == "cluster_resources":
+            return dict(self.ledger.total)
+        if what == "available_resources":
+            return {k: v for k, v in self.ledger.available.items() if v > 0}
+        if what == "nodes":
+            return [self.node_info()]
+        if what == "store_stats":
+            return {
+                "capacity": self.alloc.capacity,
+                "used": self.alloc.used,
+                "spilled": self.spilled_bytes,
+                "objects": len(self.objects.entries),
+                "zombies": len(self.objects.zombies),
+            }
+        if what == "workers":
+            return [{"pid": w.pid, "busy": w.task is not None} for w in self.workers.values()]
+        if what == "has_object":
+            return arg in self.objects
+        if what == "validate":
+            self.objects.validate()
+            self.alloc.check()
+            return True
+        raise ValueError(f"unknown query {what!r}")
+
+    def node_info(self) -> dict[str, Any]:
+        return {
+            "NodeID": self.node_id,
+            "Alive": True,
+            "NodeManagerAddress": "127.0.0.1",
+            "NodeManagerHostname": socket.gethostname(),
+            "NodeManagerSocket": self.socket_path,
+            "Resources": dict(self.ledger.total),
+            "ObjectStoreMemory": self.alloc.capacity,
+            "alive": True,
+        }
+
+    def on_shutdown(self, conn: ServerConnection, msg: p.Shutdown) -> None:
+        self._stopping.set()
+
+    # --- objects ---------------------------------------------------------------------
+
+    def on_put_inline(self, conn: ServerConnection, msg: p.PutInline) -> None:
+        self.objects.create(msg.object_id, conn.conn_id)
+        self._sealed(msg.object_id, p.Payload(data=msg.data, size=len(msg.data)), msg.contained)
+
+    async def on_create_object(self, conn: ServerConnection, msg: p.CreateObject) -> None:
+        try:
+            payload = await self._allocate(msg.object_id, msg.size)
+        except ObjectStoreFullError as err:
+            conn.send(p.ObjectCreated(msg.req_id, None, serialize(err).to_bytes()))
+            return
+        self.pending_allocs.setdefault(conn.conn_id, {})[msg.object_id] = payload
+        conn.send(p.ObjectCreated(msg.req_id, payload))
+
+    def on_seal_object(self, conn: ServerConnection, msg: p.SealObject) -> None:
+        self.pending_allocs.get(conn.conn_id, {}).pop(msg.object_id, None)
+        self.objects.create(msg.object_id, conn.conn_id)
+        self._sealed(msg.object_id, msg.payload, msg.contained)
+
+    def _sealed(self, object_id: bytes, payload: p.Payload, contained: list[bytes]) -> None:
+        entry = self.objects.seal(object_id, payload, contained)
+        if entry is None:  # nobody holds a ref any more
+            self._release_payload(payload)
+            return
+        for conn_id, want_value in entry.waiters:
+            conn = self.conns.get(conn_id)
+            if conn is not None:
+                self._deliver(conn, entry, want_value)
+        entry.waiters.clear()
+        for rec in self.waiting_on.pop(object_id, ()):
+            rec.missing -= 1
+            if rec.missing == 0 and rec.state == "pending_args":
+                self._enqueue(rec)
+
+    def _deliver(self, conn: ServerConnection, entry: ObjectEntry, want_value: bool) -> None:
+        payload = entry.payload
+        assert payload is not None
+        if payload.data is None and not want_value:
+            conn.send(p.ObjectAvailable(entry.object_id, None))
+            return
+        if payload.in_arena:
+            self.objects.pin(entry, conn.conn_id)
+        conn.send(p.ObjectAvailable(entry.object_id, payload))
+
+    def on_subscribe(self, conn: ServerConnection, msg: p.Subscribe) -> None:
+        for oid in msg.object_ids:
+            entry = self.objects.get(oid)
+            if entry is None:
+                continue
+            if entry.payload is not None:
+                self._deliver(conn, entry, msg.want_value)
+            else:
+                entry.waiters.append((conn.conn_id, msg.want_value))
+
+    def on_ref_update(self, conn: ServerConnection, msg: p.RefUpdate) -> None:
+        for oid in msg.add:
+            self.objects.add_ref(oid, conn.conn_id)
+        if msg.remove:
+            freed: list[ObjectEntry] = []
+            for oid in msg.remove:
+                self.objects.remove_ref(oid, conn.conn_id, freed)
+            for entry in freed:
+                self._release_memory(entry)
+
+    def on_unpin(self, conn: ServerConnection, msg: p.Unpin) -> None:
+        for oid, n in msg.counts:
+            entry = self.objects.unpin(oid, conn.conn_id, n)
+            if entry is not None:
+                self._release_memory(entry)
+
+    def _release_memory(self, entry: ObjectEntry) -> None:
+        if entry.payload is not None and not entry.spilling:
+            self._release_payload(entry.payload)
+        entry.payload = None
+        for rec in self.waiting_on.pop(entry.object_id, ()):
+            # cannot happen for live tasks (they hold their args); keep counts honest
+            rec.missing -= 1
+
+    def _release_payload(self, payload: p.Payload) -> None:
+        if payload.data is not None:
+            return
+        if payload.path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(payload.path)
+            if payload.offset == -2:  # spilled
+                self.spilled_bytes -= payload.size
+            return
+        self.alloc.free(payload.offset, payload.size)
+
+    async def _allocate(self, object_id: bytes, size: int) -> p.Payload:
+        offset = self.alloc.alloc(size)
+        if offset is None and aligned(size) <= self.alloc.capacity:
+            await self._make_room(size)
+            offset = self.alloc.alloc(size)
+        if offset is not None:
+            return p.Payload(offset=offset, size=size)
+        # Larger than the arena, or everything left is in use: give it a file of its own.
+        path = os.path.join(self.spill_dir, object_id.hex() + ".obj")
+        try:
+            create_file(path, size)
+        except OSError as err:
+            raise ObjectStoreFullError(
+                f"Cannot store an object of {size} bytes: the shared-memory store "
+                f"({self.alloc.capacity} bytes) is full and creating {path} failed ({err}). "
+                "Free references you no longer need (del ref), or start with a larger "
+                "object_store_memory and more free disk for spilling."
+            ) from err
+        return p.Payload(path=path, size=size, offset=-3)
+
+    async def _make_room(self, size: int) -> None:
+        """Spill unpinned objects, oldest first, until ``size`` bytes fit (or none left)."""
+        loop = asyncio.get_running_loop()
+        victims = sorted(
+            (
+                e
+                for e in self.objects.entries.values()
+                if e.payload is not None and e.payload.in_arena and not e.pins and not e.spilling
+            ),
+            key=lambda e: e.created,
+        )
+        for entry in victims:
+            if self.alloc.largest_free() >= aligned(size):
+                return
+            payload = entry.payload
+            if payload is None or entry.pins or entry.freed:
+                continue
+            entry.spilling = True
+            path = os.path.join(self.spill_dir, entry.object_id.hex() + ".spill")
+            view = self.arena.view[payload.offset : payload.offset + payload.size]
+            try:
+                await loop.run_in_executor(None, write_file, path, view)
+            finally:
+                view.release()
+                entry.spilling = False
+            if entry.freed or entry.pins:
+                # freed or mapped while we wrote: keep the arena copy, drop the file
+                os.unlink(path)
+                if entry.freed and entry.object_id not in self.objects.zombies:
+                    self._release_payload(payload)
+                continue
+            self.alloc.free(payload.offset, payload.size)
+            entry.payload = p.Payload(path=path, size=payload.size, offset=-2)
+            self.spilled_bytes += payload.size
+
+    # --- tasks -----------------------------------------------------------------------
+
+    def on_submit_task(self, conn: ServerConnection, msg: p.SubmitTask) -> None:
+        spec = msg.spec
+        spec.owner = conn.conn_id
+        for i in range(spec.num_returns):
+            self.objects.create(object_id_for(spec.task_id, i), conn.conn_id)
+        for oid in spec.deps:
+            self.objects.hold(oid)
+        for oid in spec.nested_refs:
+            self.objects.hold(oid)
+        rec = TaskRecord(spec, retries_left=spec.max_retries)
+        self.tasks[spec.task_id] = rec
+        for oid in spec.deps:
+            entry = self.objects.get(oid)
+            if entry is None or entry.payload is None:
+                rec.missing += 1
+                self.waiting_on.setdefault(oid, []).append(rec)
+        if rec.missing == 0:
+            self._enqueue(rec)
+
+    def _enqueue(self, rec: TaskRecord) -> None:
+        rec.state = "pending_resources"
+        demand = rec.spec.resources
+        if not self.ledger.feasible(demand):
+            key = tuple(sorted(demand.items()))
+            if key not in self._warned_infeasible:
+                self._warned_infeasible.add(key)
+                log.warning(
+                    "task %s needs %s but this node has %s; it waits until such resources "
+                    "are added",
+                    rec.spec.name,
+                    demand,
+                    self.ledger.total,
+                )
+        self.ready.push(demand, rec)
+        self._dispatch_tasks()
+
+    def _dispatch_tasks(self) -> None:
+        if not self.ready:
+            return
+        want_workers = 0
+        for demand, queue in self.ready.shapes():
+            while queue:
+                if not self.ledger.fits(demand):
+                    break
+                if not self.idle:
+                    want_workers += len(queue)
+                    break
+                grant = self.ledger.acquire(demand)
+                assert grant is not None
+                rec = self.ready.popleft(queue)
+                assert isinstance(rec, TaskRecord)
+                self._run(rec, self.idle.pop(), grant)
+        if want_workers:
+            room = MAX_WORKERS - len(self.workers) - self.starting
+            for _ in range(min(want_workers - self.starting, room, 4)):
+                self._start_worker()
+
+    def _run(self, rec: TaskRecord, worker: WorkerState, grant: Grant) -> None:
+        spec = rec.spec
+        rec.state = "running"
+        rec.worker = worker
+        rec.grant = grant
+        worker.task = rec
+        fn_payload = None
+        if spec.fn_id not in worker.functions:
+            fn_payload = self.functions[spec.fn_id][1]
+            worker.functions.add(spec.fn_id)
+        payloads: list[p.Payload] = []
+        for oid in spec.deps:
+            entry = self.objects.get(oid)
+            assert entry is not None and entry.payload is not None
+            if entry.payload.in_arena:
+                self.objects.pin(entry, worker.conn.conn_id)
+            payloads.append(entry.payload)
+        worker.conn.send(p.ExecuteTask(spec, fn_payload, payloads, grant.gpu_ids, rec.retries_left))
+
+    def on_task_done(self, conn: ServerConnection, msg: p.TaskDone) -> None:
+        worker = self.workers.get(conn.conn_id)
+        rec = self.tasks.get(msg.task_id)
+        if worker is not None:
+            self._free_worker(worker, exiting=msg.exit_after)
+        if rec is None:
+            for payload in msg.results:
+                self._release_payload(payload)
+            return
+        if rec.grant is not None:
+            self.ledger.release(rec.grant)
+            rec.grant = None
+        if msg.retry and rec.retries_left > 0 and not rec.cancelled:
+            rec.retries_left -= 1
+            for payload in msg.results:
+                self._release_payload(payload)
+            self._enqueue(rec)
+        else:
+            self._finish(rec, msg.results, msg.contained)
+        self._dispatch_tasks()
+
+    def _free_worker(self, worker: WorkerState, exiting: bool) -> None:
+        if worker.lent_cpus:
+            worker.lent_cpus = 0.0
+        worker.task = None
+        worker.idle_since = time.monotonic()
+        if exiting:
+            worker.exiting = True
+        elif not worker.exiting:
+            self.idle.append(worker)
+
+    def _finish(
+        self, rec: TaskRecord, results: list[p.Payload], contained: list[list[bytes]]
+    ) -> None:
+        spec = rec.spec
+        self.tasks.pop(spec.task_id, None)
+        owner = self.conns.get(spec.owner)
+        for i, payload in enumerate(results):
+            oid = object_id_for(spec.task_id, i)
+            entry = self.objects.get(oid)
+            owner_waits = entry is not None and any(c == spec.owner for c, _ in entry.waiters)
+            self._sealed(oid, payload, contained[i] if i < len(contained) else [])
+            # push small results to the owner before it asks: saves a round trip
+            if (
+                owner is not None
+                and entry is not None
+                and payload.data is not None
+                and not owner_waits
+            ):
+                owner.send(p.ObjectAvailable(oid, payload))
+        freed: list[ObjectEntry] = []
+        for oid in spec.deps:
+            self.objects.release(oid, freed)
+        for oid in spec.nested_refs:
+            self.objects.release(oid, freed)
+        for entry in freed:
+            self._release_memory(entry)
+
+    def _fail(self, rec: TaskRecord, error: BaseException) -> None:
+        data = serialize(error).to_bytes()
+        payload = p.Payload(data=data, size=len(data), error=True)
+        self._finish(rec, [payload] * rec.spec.num_returns, [])
+
+    def on_blocked(self, conn: ServerConnection, msg: p.Blocked) -> None:
+        worker = self.workers.get(conn.conn_id)
+        if worker is not None and worker.task is not None and worker.task.grant is not None:
+            worker.lent_cpus = self.ledger.lend_cpu(worker.task.grant)
+            self._dispatch_tasks()
+
+    def on_unblocked(self, conn: ServerConnection, msg: p.Unblocked) -> None:
+        worker = self.workers.get(conn.conn_id)
+        if worker is not None and worker.lent_cpus:
+            self.ledger.reclaim_cpu(worker.lent_cpus)
+            worker.lent_cpus = 0.0
+
+    def on_cancel(self, conn: ServerConnection, msg: p.CancelRequest) -> None:
+        self._cancel(task_id_of(msg.object_id), msg.force, msg.recursive)
+
+    def _cancel(self, task_id: bytes, force: bool, recursive: bool) -> None:
+        rec = self.tasks.get(task_id)
+        if rec is None:
+            return
+        if recursive:
+            for child in [r for r in self.tasks.values() if r.spec.parent_task == task_id]:
+                self._cancel(child.spec.task_id, force, recursive)
+        rec.cancelled = True
+        error = TaskCancelledError(rec.spec.name)
+        if rec.state == "pending_args":
+            for oid in rec.spec.deps:
+                waiters = self.waiting_on.get(oid)
+                if waiters and rec in waiters:
+                    waiters.remove(rec)
+            self._fail(rec, error)
+        elif rec.state == "pending_resources":
+            self.ready.remove(rec)
+            self._fail(rec, error)
+        elif rec.worker is not None:
+            if force:
+                rec.force_cancel = True
+                self._kill_worker(rec.worker)
+            else:
+                rec.worker.conn.send(p.CancelTask(task_id, False))
+
+    def _kill_worker(self, worker: WorkerState) -> None:
+        proc = self.procs.get(worker.pid)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signal.SIGKILL)
+
+    def on_log_lines(self, conn: ServerConnection, msg: p.LogLines) -> None:
+        rec = self.tasks.get(msg.task_id)
+        owner = self.conns.get(rec.spec.owner) if rec is not None else None
+        if owner is not None:
+            owner.send(msg)
+        else:
+            stream = sys.stdout if msg.stream == 1 else sys.stderr
+            stream.write(msg.text)
+
+    # --- workers ---------------------------------------------------------------------
+
+    def _start_worker(self) -> None:
+        worker_id = random_id(8)
+        env = dict(os.environ)
+        env.update(self.worker_env)
+        env["JUPYTER_RAY_WORKER"] = "1"
+        log_path = os.path.join(self.logs_dir, f"worker-{worker_id}.log")
+        with open(log_path, "ab") as out:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "jupyter_ray.runtime.worker",
+                    self.socket_path,
+                    worker_id,
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=env.get("JUPYTER_RAY_CWD") or None,
+            )
+        self.procs[proc.pid] = proc
+        self.starting += 1
+
+    def _on_worker_lost(self, worker: WorkerState) -> None:
+        if worker in self.idle:
+            self.idle.remove(worker)
+        rec = worker.task
+        proc = self.procs.get(worker.pid)
+        code = proc.poll() if proc is not None else None
+        if rec is not None:
+            if rec.grant is not None:
+                self.ledger.release(rec.grant)
+                rec.grant = None
+            rec.worker = None
+            if rec.cancelled:
+                self._fail(rec, TaskCancelledError(rec.spec.name))
+            elif rec.retries_left > 0:
+                rec.retries_left -= 1
+                self._enqueue(rec)
+            else:
+                tries = rec.spec.max_retries + 1
+                self._fail(
+                    rec,
+                    WorkerCrashedError(
+                        f"The worker (pid {worker.pid}) running {rec.spec.name}() died"
+                        f"{f' with exit code {code}' if code is not None else ''} after "
+                        f"{tries} attempt{'s' if tries > 1 else ''}. Its log is in "
+                        f"{self.logs_dir}. If the task runs out of memory or crashes the "
+                        "interpreter, fix that or raise max_retries."
+                    ),
+                )
+        if not worker.exiting and not self._stopping.is_set():
+            live = len(self.workers) + self.starting
+            if live < self.pool_size:
+                self._start_worker()
+        self._dispatch_tasks()
+
+
+# --- process entry point -------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="jupyter_ray node manager (internal)")
+    parser.add_argument("--session-dir", required=True)
+    parser.add_argument("--resources", required=True, help="JSON dict of resource totals")
+    parser.add_argument("--object-store-memory", type=int, required=True)
+    parser.add_argument("--worker-env", default="{}", help="JSON dict added to workers' env")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a notebook must not kill us
+    node = NodeManager(
+        args.session_dir,
+        json.loads(args.resources),
+        args.object_store_memory,
+        embedded=True,
+        worker_env=json.loads(args.worker_env),
+    )
+
+    def ready() -> None:
+        # Tell the parent we listen, then send our output to the log file.
+        sys.stdout.write(f"READY {node.socket_path}\n")
+        sys.stdout.flush()
+        logfd = os.open(
+            os.path.join(node.logs_dir, "node.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        )
+        os.dup2(logfd, 1)
+        os.dup2(logfd, 2)
+        os.close(logfd)
+
+    loop = asyncio.new_event_loop()
+    loop.add_signal_handler(signal.SIGTERM, node._stopping.set)
+    try:
+        loop.run_until_complete(node.serve(ready))
+    finally:
+        loop.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,258 @@
+"""Every message that crosses a process boundary, and how messages are framed.
+
+Messages are slotted dataclasses; user data inside them is already serialized to bytes
+(see :mod:`serialization`), so a message itself pickles with the standard pickler. On the
+wire a message is a 4-byte little-endian length followed by its pickle. Receivers keep a
+dispatch table from message class to handler.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+HEADER = struct.Struct("<I")
+MAX_FRAME = 1 << 31
+
+INLINE_LIMIT = 100 * 1024
+"""Objects whose serialized size is below this travel inside messages."""
+
+
+def encode(msg: object) -> bytes:
+    """Frame one message for the wire."""
+    body = pickle.dumps(msg, protocol=5)
+    return HEADER.pack(len(body)) + body
+
+
+class FrameDecoder:
+    """Turns a byte stream into messages; feed it whatever ``recv`` returned."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[Any]:
+        buf = self._buf
+        buf += data
+        out: list[Any] = []
+        pos = 0
+        n = len(buf)
+        while n - pos >= 4:
+            (size,) = HEADER.unpack_from(buf, pos)
+            if size >= MAX_FRAME:
+                raise ValueError(f"frame of {size} bytes is larger than the protocol allows")
+            end = pos + 4 + size
+            if end > n:
+                break
+            out.append(pickle.loads(memoryview(buf)[pos + 4 : end]))
+            pos = end
+        if pos:
+            del buf[:pos]
+        return out
+
+
+# --- objects -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Payload:
+    """Where an object's serialized bytes are: inline, in the node's arena, or in a file."""
+
+    data: bytes | None = None
+    offset: int = -1
+    path: str | None = None
+    size: int = 0
+    error: bool = False
+
+    @property
+    def in_arena(self) -> bool:
+        return self.data is None and self.path is None
+
+
+# --- tasks -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class TaskSpec:
+    """Everything a node needs to run a task; made by the submitting process."""
+
+    task_id: bytes
+    name: str
+    fn_id: bytes
+    args: bytes
+    deps: list[bytes]
+    nested_refs: list[bytes]
+    num_returns: int
+    resources: dict[str, float]
+    max_retries: int
+    retry_exceptions: bool | bytes
+    max_calls: int
+    parent_task: bytes | None = None
+    cell_id: str | None = None
+    owner: int = 0  # connection id of the submitter, filled in by the node manager
+
+
+# --- client -> node manager ------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Hello:
+    role: str  # "driver" or "worker"
+    pid: int
+    worker_id: str = ""
+    owns_node: bool = False  # an embedded node manager exits when this driver leaves
+
+
+@dataclass(slots=True)
+class RegisterFunction:
+    fn_id: bytes
+    name: str
+    payload: bytes
+
+
+@dataclass(slots=True)
+class SubmitTask:
+    spec: TaskSpec
+
+
+@dataclass(slots=True)
+class PutInline:
+    object_id: bytes
+    data: bytes
+    contained: list[bytes]
+
+
+@dataclass(slots=True)
+class CreateObject:
+    req_id: int
+    object_id: bytes
+    size: int
+
+
+@dataclass(slots=True)
+class SealObject:
+    object_id: bytes
+    payload: Payload
+    contained: list[bytes]
+
+
+@dataclass(slots=True)
+class RefUpdate:
+    """Reference-count changes of one process, sent only on 0<->1 transitions."""
+
+    add: list[bytes]
+    remove: list[bytes]
+
+
+@dataclass(slots=True)
+class Unpin:
+    """The sender no longer maps these arena objects (object id, deliveries released)."""
+
+    counts: list[tuple[bytes, int]]
+
+
+@dataclass(slots=True)
+class Subscribe:
+    """Send ``ObjectAvailable`` for each id once it is ready (values or readiness only)."""
+
+    object_ids: list[bytes]
+    want_value: bool
+
+
+@dataclass(slots=True)
+class Blocked:
+    """A worker waits in ``get``: its CPU may run other tasks meanwhile."""
+
+
+@dataclass(slots=True)
+class Unblocked:
+    pass
+
+
+@dataclass(slots=True)
+class CancelRequest:
+    object_id: bytes
+    force: bool
+    recursive: bool
+
+
+@dataclass(slots=True)
+class TaskDone:
+    task_id: bytes
+    results: list[Payload]
+    contained: list[list[bytes]]
+    retry: bool = False  # the task raised and asked to be retried (retry_exceptions)
+    exit_after: bool = False  # max_calls reached: the worker exits after this message
+
+
+@dataclass(slots=True)
+class LogLines:
+    task_id: bytes
+    name: str
+    pid: int
+    stream: int  # 1 stdout, 2 stderr
+    text: str
+
+
+@dataclass(slots=True)
+class Query:
+    req_id: int
+    what: str
+    arg: Any = None
+
+
+@dataclass(slots=True)
+class Shutdown:
+    pass
+
+
+# --- node manager -> client ------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Welcome:
+    node_id: str
+    session_dir: str
+    arena_path: str
+    arena_size: int
+    conn_id: int
+    resources: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ObjectCreated:
+    req_id: int
+    payload: Payload | None
+    error: bytes | None = None
+
+
+@dataclass(slots=True)
+class ObjectAvailable:
+    """The object is ready; ``payload`` is None when only readiness was asked for."""
+
+    object_id: bytes
+    payload: Payload | None
+
+
+@dataclass(slots=True)
+class ExecuteTask:
+    spec: TaskSpec
+    fn_payload: bytes | None
+    dep_payloads: list[Payload]
+    gpu_ids: list[int]
+    retries_left: int
+
+
+@dataclass(slots=True)
+class CancelTask:
+    task_id: bytes
+    force: bool
+
+
+@dataclass(slots=True)
+class QueryReply:
+    req_id: int
+    data: Any

@@ -1,0 +1,145 @@
+"""Framed message connections: an asyncio side for servers, a blocking side for clients.
+
+Measured on the 2-core machines (see docs/architecture.md): Unix-domain sockets with a
+4-byte length prefix and pickle bodies. The server side batches every message produced in
+one event-loop iteration into a single write; the client side sends from the calling
+thread (no hop through another thread) and reads on one daemon thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from .protocol import FrameDecoder, encode
+
+log = logging.getLogger(__name__)
+
+
+class ServerConnection(asyncio.Protocol):
+    """One peer of an asyncio server. Runs entirely on the server's event loop."""
+
+    def __init__(
+        self,
+        conn_id: int,
+        on_message: Callable[[ServerConnection, Any], None],
+        on_lost: Callable[[ServerConnection], None],
+    ) -> None:
+        self.conn_id = conn_id
+        self.role = "unknown"
+        self.pid = 0
+        self.closed = False
+        self._on_message = on_message
+        self._on_lost = on_lost
+        self._decoder = FrameDecoder()
+        self._out: list[bytes] = []
+        self._transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_event_loop()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            messages = self._decoder.feed(data)
+        except Exception as err:  # garbage on the wire: drop the peer, keep serving
+            log.warning(
+                "dropping connection %d (pid %d): bad frame: %s", self.conn_id, self.pid, err
+            )
+            self.close()
+            return
+        for msg in messages:
+            if self.closed:
+                return
+            self._on_message(self, msg)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed:
+            self.closed = True
+        self._on_lost(self)
+
+    def send(self, msg: object) -> None:
+        if self.closed:
+            return
+        if not self._out:
+            self._loop.call_soon(self._flush)
+        self._out.append(encode(msg))
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if self._transport is not None and not self.closed and out:
+            self._transport.write(b"".join(out) if len(out) > 1 else out[0])
+
+    def close(self) -> None:
+        self._flush()
+        self.closed = True
+        if self._transport is not None:
+            self._transport.close()
+
+
+class ClientConnection:
+    """A blocking connection to a node manager, with a reader thread.
+
+    ``send`` may be called from any thread. Each received message is passed to
+    ``on_message`` on the reader thread; ``on_close`` runs there once the peer is gone.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        on_message: Callable[[Any], None],
+        on_close: Callable[[], None],
+        name: str = "jupyter-ray-reader",
+    ) -> None:
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.connect(path)
+        self._lock = threading.Lock()
+        self._on_message = on_message
+        self._on_close = on_close
+        self.closed = False
+        self._thread = threading.Thread(target=self._read_loop, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def send(self, *msgs: object) -> None:
+        data = b"".join(encode(m) for m in msgs)
+        with self._lock:
+            if self.closed:
+                raise ConnectionError("the connection to the jupyter_ray node manager is closed")
+            self._sock.sendall(data)
+
+    def _read_loop(self) -> None:
+        decoder = FrameDecoder()
+        sock = self._sock
+        try:
+            while True:
+                data = sock.recv(1 << 20)
+                if not data:
+                    break
+                for msg in decoder.feed(data):
+                    self._on_message(msg)
+        except OSError:
+            pass
+        except Exception:  # a bug in a handler: log it, then treat as disconnect
+            log.exception("jupyter_ray reader thread failed")
+        finally:
+            self.closed = True
+            self._on_close()
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
