@@ -54,7 +54,7 @@ class RemoteFunction(Generic[R]):
     def __init__(self, function: Any, options: dict[str, Any]) -> None:
         self._function = function
         self._options = normalize_task_options(options, "remote functions")
-        self._name = getattr(function, "__qualname__", None) or repr(function)
+        self._name = getattr(function, "__name__", None) or repr(function)
         self._pickled: tuple[bytes, bytes] | None = None
         functools.update_wrapper(self, function)
 

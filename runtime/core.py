@@ -32,7 +32,7 @@ from .exceptions import GetTimeoutError, RayError, RaySystemError
 from .ids import new_task_id, object_id_for
 from .object_ref import ObjectRef
 from .serialization import SerializedObject, deserialize, serialize
-from .store import Arena, MappedFile, map_file_writable
+from .store import Arena, map_file_readonly, map_file_writable
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,6 @@ class CoreClient:
         self._ready: set[bytes] = set()
         self._requested: dict[bytes, bool] = {}
         self._mapped: dict[bytes, _Mapped] = {}
-        self._files: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
         self._futures: dict[bytes, list[concurrent.futures.Future[Any]]] = {}
         self._replies: dict[int, list[Any]] = {}
         self._req_ids = itertools.count(1)
@@ -469,11 +468,7 @@ class CoreClient:
             value = deserialize(memoryview(payload.data))
         else:
             assert payload.path is not None
-            mapped = self._files.get(payload.path)
-            if mapped is None:
-                mapped = MappedFile.open(payload.path, payload.size)
-                self._files[payload.path] = mapped
-            value = deserialize(mapped.view)
+            value = deserialize(map_file_readonly(payload.path, payload.size))
         if payload.error:
             if isinstance(value, RayError) and hasattr(value, "as_instanceof_cause"):
                 value = value.as_instanceof_cause()

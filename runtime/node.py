@@ -477,7 +477,7 @@ class NodeManager:
                 if not self.ledger.fits(demand):
                     break
                 if not self.idle:
-                    want_workers += len(queue)
+                    want_workers += min(len(queue), self.ledger.how_many_fit(demand))
                     break
                 grant = self.ledger.acquire(demand)
                 assert grant is not None

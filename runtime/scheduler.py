@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 EPS = 1e-9
+MAX_ZERO_RESOURCE_BURST = 64  # tasks needing no resources: start at most this many workers
 
 
 @dataclass(slots=True)
@@ -44,6 +45,11 @@ class ResourceLedger:
         if not all(self.available.get(k, 0.0) + EPS >= v for k, v in demand.items() if v > 0):
             return False
         return self._pick_gpus(demand.get("GPU", 0.0)) is not None
+
+    def how_many_fit(self, demand: dict[str, float]) -> int:
+        """How many tasks of this demand could start now (CPU/custom bound; a cap)."""
+        counts = [int((self.available.get(k, 0.0) + EPS) // v) for k, v in demand.items() if v > 0]
+        return min(counts) if counts else MAX_ZERO_RESOURCE_BURST
 
     def _pick_gpus(self, amount: float) -> list[tuple[int, float]] | None:
         if amount <= 0:

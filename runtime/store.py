@@ -14,7 +14,6 @@ import bisect
 import contextlib
 import mmap
 import os
-from dataclasses import dataclass
 
 ALIGN = 64
 
@@ -111,18 +110,11 @@ class Arena:
             os.unlink(self.path)
 
 
-@dataclass(slots=True)
-class MappedFile:
-    """A read-only mapping of a spill or fallback file."""
-
-    path: str
-    view: memoryview
-
-    @classmethod
-    def open(cls, path: str, size: int) -> MappedFile:
-        with open(path, "rb") as f:
-            mm = mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ) if size else None
-        return cls(path, memoryview(mm) if mm is not None else memoryview(b""))
+def map_file_readonly(path: str, size: int) -> memoryview:
+    """Map a spill or fallback file; the mapping lives as long as views of it do."""
+    with open(path, "rb") as f:
+        mm = mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ) if size else None
+    return memoryview(mm) if mm is not None else memoryview(b"")
 
 
 def write_file(path: str, data: memoryview) -> None:

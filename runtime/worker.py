@@ -197,7 +197,7 @@ class Worker:
     def _failed(
         self, spec: p.TaskSpec, err: BaseException, retries_left: int, unpickling: bool = False
     ) -> p.TaskDone:
-        tb = traceback.format_exc()
+        tb = _format_remote_traceback(err)
         error = RayTaskError(spec.name, tb, err, os.getpid())
         try:
             pickle.dumps(err)
@@ -222,6 +222,13 @@ class Worker:
 
 
 context_of_main: dict[str, context.TaskContext | None] = {"ctx": None}
+
+
+def _format_remote_traceback(err: BaseException) -> str:
+    """The traceback of a task's error, without the frames of this module."""
+    te = traceback.TracebackException.from_exception(err)
+    te.stack = traceback.StackSummary.from_list([f for f in te.stack if f.filename != __file__])
+    return "".join(te.format())
 
 
 def _short(value: Any) -> str:
