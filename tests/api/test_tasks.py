@@ -60,7 +60,7 @@ def test_num_returns_and_options(ray_2cpu: Any) -> None:
 
     a, b, c = three.remote()
     assert ray.get([a, b, c]) == [1, 2, 3]
-    p, q = three.options(num_returns=2).remote() if False else (None, None)  # noqa: SIM108
+    p, q = three.options(num_returns=2).remote() if False else (None, None)
     assert p is None and q is None
 
     @ray.remote
@@ -202,9 +202,11 @@ def test_legacy_names_still_work_with_a_deprecation_warning(ray_start: Any) -> N
         def two() -> tuple[int, int]:
             return 1, 2
 
-    with pytest.warns(DeprecationWarning, match="redis_address"):
-        with pytest.raises(ConnectionError, match="jupyter-ray start --head"):
-            ray.init(redis_address="127.0.0.1:1")
+    with (
+        pytest.warns(DeprecationWarning, match="redis_address"),
+        pytest.raises(ConnectionError, match="jupyter-ray start --head"),
+    ):
+        ray.init(redis_address="127.0.0.1:1")
     ray_start()
     a, b = two.remote()
     assert ray.get([a, b]) == [1, 2]

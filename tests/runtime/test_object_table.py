@@ -8,9 +8,9 @@ from jupyter_ray.runtime.protocol import Payload
 A, B, C = b"a" * 20, b"b" * 20, b"c" * 20
 
 
-def _sealed(table: ObjectTable, oid: bytes, owner: int, contained: list[bytes] = []) -> None:
+def _sealed(table: ObjectTable, oid: bytes, owner: int, contained: tuple[bytes, ...] = ()) -> None:
     table.create(oid, owner)
-    table.seal(oid, Payload(offset=0, size=10), contained)
+    table.seal(oid, Payload(offset=0, size=10), list(contained))
 
 
 def test_object_lives_while_any_process_holds_a_ref() -> None:
@@ -39,7 +39,7 @@ def test_task_hold_keeps_argument_alive_after_owner_drops_it() -> None:
 def test_contained_objects_live_as_long_as_their_container() -> None:
     t = ObjectTable()
     _sealed(t, A, owner=1)
-    _sealed(t, B, owner=1, contained=[A])  # B is a list holding a ref to A
+    _sealed(t, B, owner=1, contained=(A,))  # B is a list holding a ref to A
     freed: list[ObjectEntry] = []
     t.remove_ref(A, 1, freed)
     assert not freed

@@ -7,7 +7,6 @@ import threading
 
 import numpy as np
 import pytest
-
 from jupyter_ray.runtime import protocol as p
 from jupyter_ray.runtime.object_ref import ObjectRef
 from jupyter_ray.runtime.serialization import deserialize, serialize
