@@ -192,11 +192,21 @@ class NodeManager:
 
     def _dispatch(self, conn: ServerConnection, msg: Any) -> None:
         handler = self._handlers.get(type(msg))
+        if not conn.accepted and type(msg) is not p.Hello:
+            log.warning("conn %d sent %s before hello; closing it", conn.conn_id, type(msg))
+            conn.close()
+            return
         if handler is None:
             log.warning("conn %d sent an unknown message %s; closing it", conn.conn_id, type(msg))
             conn.close()
             return
-        result = handler(conn, msg)
+        try:
+            result = handler(conn, msg)
+        except Exception:
+            # A malformed message must not take the node down for everyone else.
+            log.exception("handling %s from conn %d failed; closing it", type(msg), conn.conn_id)
+            conn.close()
+            return
         if asyncio.iscoroutine(result):
             task = asyncio.ensure_future(result)
             self._background.add(task)
@@ -219,6 +229,7 @@ class NodeManager:
     # --- connections -----------------------------------------------------------------
 
     def on_hello(self, conn: ServerConnection, msg: p.Hello) -> None:
+        conn.accept()
         conn.role = msg.role
         conn.pid = msg.pid
         conn.owns_node = msg.owns_node  # type: ignore[attr-defined]
@@ -262,6 +273,8 @@ class NodeManager:
             }
         if what == "workers":
             return [{"pid": w.pid, "busy": w.task is not None} for w in self.workers.values()]
+        if what == "worker_pids":  # every worker process started and not yet reaped
+            return [pid for pid, proc in self.procs.items() if proc.poll() is None]
         if what == "has_object":
             return arg in self.objects
         if what == "validate":

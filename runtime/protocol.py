@@ -26,13 +26,18 @@ def encode(msg: object) -> bytes:
     return HEADER.pack(len(body)) + body
 
 
+HANDSHAKE_MAX_FRAME = 64 * 1024
+"""Largest frame a peer may send before its hello is accepted."""
+
+
 class FrameDecoder:
     """Turns a byte stream into messages; feed it whatever ``recv`` returned."""
 
-    __slots__ = ("_buf",)
+    __slots__ = ("_buf", "max_frame")
 
-    def __init__(self) -> None:
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self._buf = bytearray()
+        self.max_frame = max_frame
 
     def feed(self, data: bytes) -> list[Any]:
         buf = self._buf
@@ -42,8 +47,8 @@ class FrameDecoder:
         n = len(buf)
         while n - pos >= 4:
             (size,) = HEADER.unpack_from(buf, pos)
-            if size >= MAX_FRAME:
-                raise ValueError(f"frame of {size} bytes is larger than the protocol allows")
+            if size > self.max_frame:
+                raise ValueError(f"frame of {size} bytes is larger than allowed ({self.max_frame})")
             end = pos + 4 + size
             if end > n:
                 break

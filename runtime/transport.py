@@ -16,9 +16,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .protocol import FrameDecoder, encode
+from .protocol import HANDSHAKE_MAX_FRAME, MAX_FRAME, FrameDecoder, encode
 
 log = logging.getLogger(__name__)
+
+HANDSHAKE_TIMEOUT = 5.0
 
 
 class ServerConnection(asyncio.Protocol):
@@ -34,9 +36,11 @@ class ServerConnection(asyncio.Protocol):
         self.role = "unknown"
         self.pid = 0
         self.closed = False
+        self.accepted = False
         self._on_message = on_message
         self._on_lost = on_lost
-        self._decoder = FrameDecoder()
+        # Until the peer's hello is accepted it may send only small frames.
+        self._decoder = FrameDecoder(HANDSHAKE_MAX_FRAME)
         self._out: list[bytes] = []
         self._transport: asyncio.Transport | None = None
         self._loop = asyncio.get_event_loop()
@@ -44,6 +48,19 @@ class ServerConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        self._loop.call_later(HANDSHAKE_TIMEOUT, self._check_handshake)
+
+    def _check_handshake(self) -> None:
+        if not self.accepted and not self.closed:
+            log.warning(
+                "closing connection %d: no hello within %s s", self.conn_id, HANDSHAKE_TIMEOUT
+            )
+            self.close()
+
+    def accept(self) -> None:
+        """The peer's hello was accepted: lift the handshake limits."""
+        self.accepted = True
+        self._decoder.max_frame = MAX_FRAME
 
     def data_received(self, data: bytes) -> None:
         try:

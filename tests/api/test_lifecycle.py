@@ -1,0 +1,112 @@
+"""Start-up, shutdown and abnormal exits leave no processes or files behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from typing import Any
+
+import psutil
+
+import jupyter_ray as ray
+
+
+def _wait_gone(pids: list[int], timeout: float = 30.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if psutil.pid_exists(p) and _not_zombie(p)]
+        time.sleep(0.05)
+    return alive
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_shutdown_stops_node_and_workers_and_removes_the_session(ray_start: Any) -> None:
+    info = ray_start()
+    pids = ray.api._require_client().query("worker_pids")
+    node = ray.api._node
+    assert node is not None and pids
+    ray.shutdown()
+    assert _wait_gone([node.proc.pid, *pids]) == []
+    assert not os.path.exists(info.session_dir)
+
+
+def test_killed_driver_takes_its_runtime_down(tmp_path: Any) -> None:
+    script = tmp_path / "driver.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os, sys, time
+            import jupyter_ray as ray
+            ray.init(num_cpus=2, object_store_memory=64 << 20)
+            client = ray.api._require_client()
+            pids = client.query("worker_pids") + [ray.api._node.proc.pid]
+            print(" ".join(map(str, pids)), ray.api._node.session_dir, flush=True)
+            time.sleep(600)
+            """
+        )
+    )
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        *pids, session_dir = proc.stdout.readline().split()
+        runtime_pids = [int(p) for p in pids]
+        assert runtime_pids
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        assert _wait_gone(runtime_pids) == []
+        deadline = time.monotonic() + 30
+        while os.path.exists(os.path.join(session_dir, "arena")):
+            assert time.monotonic() < deadline, "arena file left behind"
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_garbage_on_the_node_socket_is_dropped_and_others_keep_working(ray_2cpu: Any) -> None:
+    @ray.remote
+    def one() -> int:
+        return 1
+
+    path = ray.api._require_client().welcome.session_dir + "/node.sock"  # type: ignore[union-attr]
+    for junk in [os.urandom(64), b"\xff\xff\xff\x7f" + b"x" * 10, b"\x08\x00\x00\x00notapick"]:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(path)
+        s.sendall(junk)
+        s.settimeout(30)
+        with contextlib.suppress(ConnectionResetError):
+            assert s.recv(10) == b""  # the node closes the connection
+        s.close()
+        assert ray.get(one.remote(), timeout=60) == 1
+
+
+def test_worker_started_from_a_notebook_cwd_can_import_local_modules(
+    tmp_path: Any, ray_start: Any, monkeypatch: Any
+) -> None:
+    (tmp_path / "helpers_mod.py").write_text("def triple(x):\n    return 3 * x\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ray_start()
+    import helpers_mod  # type: ignore[import-not-found]
+
+    @ray.remote
+    def use(x: int) -> int:
+        return int(helpers_mod.triple(x))
+
+    assert ray.get(use.remote(5)) == 15
