@@ -15,7 +15,8 @@ Importing is cheap and has no side effects; nothing starts until ``init()`` (or 
 ``.remote()`` call).
 """
 
-from . import exceptions
+from . import actor, exceptions, util
+from .actor import ActorClass, ActorHandle, get_actor, kill, method
 from .api import (
     RuntimeInfo,
     available_resources,
@@ -38,23 +39,30 @@ from .runtime_context import RuntimeContext, get_runtime_context
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActorClass",
+    "ActorHandle",
     "ObjectRef",
     "RemoteFunction",
     "RuntimeContext",
     "RuntimeInfo",
     "__version__",
+    "actor",
     "available_resources",
     "cancel",
     "cluster_resources",
     "exceptions",
     "get",
+    "get_actor",
     "get_gpu_ids",
     "get_runtime_context",
     "init",
     "is_initialized",
+    "kill",
+    "method",
     "nodes",
     "put",
     "remote",
     "shutdown",
+    "util",
     "wait",
 ]

@@ -361,10 +361,9 @@ def remote(*args: Any, **options: Any) -> Any:
 
 def _make_remote(target: Any, options: dict[str, Any]) -> Any:
     if inspect.isclass(target):
-        raise TypeError(
-            f"@remote on a class ({target.__name__}) makes an actor; actors are not "
-            "available in this version of jupyter_ray yet."
-        )
+        from .actor import ActorClass
+
+        return ActorClass(target, options)
     if not callable(target):
         raise TypeError(f"@remote takes a function, got {type(target).__name__}")
     return RemoteFunction(target, options)

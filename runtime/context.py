@@ -1,12 +1,12 @@
 """Per-process runtime state: the connected client and the task being executed.
 
 A driver sets the client in ``init()``; a worker sets it at start-up. The task context is
-thread-local, since a worker may later run several calls at once (threaded actors).
+a context variable, since an actor may run several calls at once (threads, coroutines).
 """
 
 from __future__ import annotations
 
-import threading
+import contextvars
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -15,7 +15,11 @@ if TYPE_CHECKING:
     from .core import CoreClient
 
 _client: CoreClient | None = None
-_task = threading.local()
+# A context variable, not a thread-local: each thread of a threaded actor and each
+# coroutine of an async actor sees the call it is running.
+_task: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar("task", default=None)
+actor_id: bytes | None = None
+"""Set in a worker that hosts an actor."""
 
 cell_id_provider: Callable[[], str | None] | None = None
 """Set by the Jupyter layer: returns the id of the notebook cell now executing, if any."""
@@ -40,11 +44,11 @@ def set_client(client: CoreClient | None) -> None:
 
 
 def current_task() -> TaskContext | None:
-    return getattr(_task, "ctx", None)
+    return _task.get()
 
 
 def set_current_task(ctx: TaskContext | None) -> None:
-    _task.ctx = ctx
+    _task.set(ctx)
 
 
 def current_cell_id() -> str | None:

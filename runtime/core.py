@@ -186,7 +186,7 @@ class CoreClient:
         elif kind is p.Welcome:
             self.welcome = msg
             self._welcome.set()
-        elif kind is p.QueryReply or kind is p.ObjectCreated:
+        elif kind is p.QueryReply or kind is p.ObjectCreated or kind is p.ActorCreated:
             slot = self._replies.get(msg.req_id)
             if slot is not None:
                 slot[1] = msg
@@ -275,8 +275,10 @@ class CoreClient:
         max_retries: int,
         retry_exceptions: bool | bytes,
         max_calls: int,
+        actor_id: bytes | None = None,
+        method: str = "",
     ) -> list[ObjectRef]:
-        """Submit a task; returns refs to its ``num_returns`` results."""
+        """Submit a task (or an actor method call); returns refs to its results."""
         blob, deps, nested, keep = self._serialize_args(args, kwargs)
         task_id = new_task_id()
         ctx = context.current_task()
@@ -294,9 +296,12 @@ class CoreClient:
             max_calls,
             parent_task=ctx.task_id if ctx is not None else None,
             cell_id=context.current_cell_id(),
+            kind=p.TASK if actor_id is None else p.ACTOR_METHOD,
+            actor_id=actor_id,
+            method=method,
         )
         msgs: list[object] = []
-        if fn_id not in self._registered and fn_payload is not None:
+        if fn_payload is not None and fn_id not in self._registered:
             msgs.append(p.RegisterFunction(fn_id, name, fn_payload))
             self._registered.add(fn_id)
         msgs.append(p.SubmitTask(spec))
@@ -304,6 +309,49 @@ class CoreClient:
         self.send(*msgs)
         del keep  # large arguments put for this task: the task now holds them
         return refs
+
+    def create_actor(
+        self,
+        cls_id: bytes,
+        cls_payload: bytes,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        resources: dict[str, float],
+        options: p.ActorOptions,
+    ) -> tuple[p.ActorInfo, ObjectRef]:
+        """Create an actor; returns its info and a counted ref to its cookie (the handle)."""
+        blob, deps, nested, keep = self._serialize_args(args, kwargs)
+        task_id = new_task_id()
+        ctx = context.current_task()
+        spec = p.TaskSpec(
+            task_id,
+            name,
+            cls_id,
+            blob,
+            deps,
+            nested,
+            1,
+            resources,
+            0,
+            False,
+            0,
+            parent_task=ctx.task_id if ctx is not None else None,
+            cell_id=context.current_cell_id(),
+            kind=p.ACTOR_CREATION,
+            actor_id=task_id,
+        )
+        if cls_id not in self._registered:
+            self.send(p.RegisterFunction(cls_id, name, cls_payload))
+            self._registered.add(cls_id)
+        reply = self.request(p.CreateActor(next(self._req_ids), spec, options))
+        del keep
+        if reply.error is not None:
+            raise ValueError(reply.error)
+        info: p.ActorInfo = reply.info
+        if reply.existed:
+            return info, ObjectRef(info.cookie, self)
+        return info, self._new_owned_ref(info.cookie)
 
     def _serialize_args(
         self, args: tuple[Any, ...], kwargs: dict[str, Any]

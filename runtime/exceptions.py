@@ -70,7 +70,17 @@ class ObjectStoreFullError(RayError):
 
 
 class RayActorError(RayError):
-    """The actor is dead or unreachable; the message says why."""
+    """The actor is dead or unreachable; the message says why.
+
+    ``cause`` is what its constructor raised, when that is why it died.
+    """
+
+    def __init__(self, message: str = "", cause: BaseException | None = None) -> None:
+        self.cause = cause
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.cause))
 
 
 class ActorDiedError(RayActorError):

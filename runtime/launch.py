@@ -75,7 +75,8 @@ def start_local_node(
     cmd = [
         sys.executable,
         "-m",
-        "jupyter_ray.runtime.node",
+        "jupyter_ray.runtime",
+        "node",
         "--session-dir",
         session_dir,
         "--resources",

@@ -1,6 +1,6 @@
 """The node manager: worker pool, local scheduler, object directory and store of one node.
 
-Runs as its own process (``python -m jupyter_ray.runtime.node``) on one asyncio event
+Runs as its own process (``python -m jupyter_ray.runtime node``) on one asyncio event
 loop; every handler below runs on that loop and none of them blocks it (file I/O for
 spilling goes to an executor thread). In the embedded mode that ``init()`` uses, this
 process also answers the head's questions for its single node, and it exits when the
@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import protocol as p
+from .actor_manager import ACTOR_QUERIES, ActorManager
+from .actors import ActorDirectory, ActorRecord
 from .exceptions import ObjectStoreFullError, TaskCancelledError, WorkerCrashedError
 from .ids import object_id_for, random_id, task_id_of
 from .objects import ObjectEntry, ObjectTable
@@ -51,6 +53,7 @@ class WorkerState:
     lent_cpus: float = 0.0
     idle_since: float = field(default_factory=time.monotonic)
     exiting: bool = False
+    actor: ActorRecord | None = None  # set while the worker is dedicated to an actor
 
 
 @dataclass(slots=True, eq=False)
@@ -63,9 +66,10 @@ class TaskRecord:
     retries_left: int = 0
     cancelled: bool = False
     force_cancel: bool = False
+    actor: ActorRecord | None = None
 
 
-class NodeManager:
+class NodeManager(ActorManager):
     """State and handlers of one node; see the module docstring for threading."""
 
     def __init__(
@@ -96,6 +100,7 @@ class NodeManager:
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.starting = 0
         self.functions: dict[bytes, tuple[str, bytes]] = {}
+        self.actors = ActorDirectory()
         self.tasks: dict[bytes, TaskRecord] = {}
         self.waiting_on: dict[bytes, list[TaskRecord]] = {}
         self.pending_allocs: dict[int, dict[bytes, p.Payload]] = {}
@@ -123,6 +128,9 @@ class NodeManager:
             p.LogLines: self.on_log_lines,
             p.Query: self.on_query,
             p.Shutdown: self.on_shutdown,
+            p.CreateActor: self.on_create_actor,
+            p.KillActor: self.on_kill_actor,
+            p.ActorExiting: self.on_actor_exiting,
         }
 
     # --- life cycle ------------------------------------------------------------------
@@ -165,6 +173,8 @@ class NodeManager:
                 proc.wait()
         self.arena.unlink()
         shutil.rmtree(self.spill_dir, ignore_errors=True)
+        if self.embedded:  # the session is ours alone; the driver may be gone
+            shutil.rmtree(self.session_dir, ignore_errors=True)
 
     async def _housekeeping(self) -> None:
         """Reap exited worker processes and retire surplus idle workers."""
@@ -220,6 +230,7 @@ class NodeManager:
             self._release_memory(entry)
         for payload in self.pending_allocs.pop(conn.conn_id, {}).values():
             self._release_payload(payload)
+        self._owner_gone(conn)
         worker = self.workers.pop(conn.conn_id, None)
         if worker is not None:
             self._on_worker_lost(worker)
@@ -275,6 +286,8 @@ class NodeManager:
             return [{"pid": w.pid, "busy": w.task is not None} for w in self.workers.values()]
         if what == "worker_pids":  # every worker process started and not yet reaped
             return [pid for pid, proc in self.procs.items() if proc.poll() is None]
+        if what in ACTOR_QUERIES:
+            return self.actor_query(what, arg)
         if what == "has_object":
             return arg in self.objects
         if what == "validate":
@@ -331,7 +344,7 @@ class NodeManager:
         for rec in self.waiting_on.pop(object_id, ()):
             rec.missing -= 1
             if rec.missing == 0 and rec.state == "pending_args":
-                self._enqueue(rec)
+                self._deps_ready(rec)
 
     def _deliver(self, conn: ServerConnection, entry: ObjectEntry, want_value: bool) -> None:
         payload = entry.payload
@@ -370,6 +383,9 @@ class NodeManager:
                 self._release_memory(entry)
 
     def _release_memory(self, entry: ObjectEntry) -> None:
+        actor = self.actors.by_cookie.get(entry.object_id)
+        if actor is not None:
+            self._handles_gone(actor)
         if entry.payload is not None and not entry.spilling:
             self._release_payload(entry.payload)
         entry.payload = None
@@ -450,18 +466,33 @@ class NodeManager:
         spec.owner = conn.conn_id
         for i in range(spec.num_returns):
             self.objects.create(object_id_for(spec.task_id, i), conn.conn_id)
+        rec = TaskRecord(spec, retries_left=spec.max_retries)
+        if spec.kind == p.ACTOR_METHOD:
+            self.submit_actor_call(conn, rec)
+            return
+        self._track(rec)
+        if rec.missing == 0:
+            self._enqueue(rec)
+
+    def _track(self, rec: TaskRecord) -> None:
+        """Hold the task's arguments and note which are not ready yet."""
+        spec = rec.spec
         for oid in spec.deps:
             self.objects.hold(oid)
         for oid in spec.nested_refs:
             self.objects.hold(oid)
-        rec = TaskRecord(spec, retries_left=spec.max_retries)
         self.tasks[spec.task_id] = rec
         for oid in spec.deps:
             entry = self.objects.get(oid)
             if entry is None or entry.payload is None:
                 rec.missing += 1
                 self.waiting_on.setdefault(oid, []).append(rec)
-        if rec.missing == 0:
+
+    def _deps_ready(self, rec: TaskRecord) -> None:
+        if rec.spec.kind == p.ACTOR_METHOD:
+            if rec.actor is not None:
+                self.pump_actor(rec.actor)
+        else:
             self._enqueue(rec)
 
     def _enqueue(self, rec: TaskRecord) -> None:
@@ -503,13 +534,20 @@ class NodeManager:
                 self._start_worker()
 
     def _run(self, rec: TaskRecord, worker: WorkerState, grant: Grant) -> None:
+        rec.grant = grant
+        if rec.spec.kind == p.ACTOR_CREATION:
+            assert rec.actor is not None
+            self.place_actor(rec.actor, worker, grant)
+        else:
+            worker.task = rec
+        self._send_task(rec, worker, grant.gpu_ids)
+
+    def _send_task(self, rec: TaskRecord, worker: WorkerState, gpu_ids: list[int]) -> None:
         spec = rec.spec
         rec.state = "running"
         rec.worker = worker
-        rec.grant = grant
-        worker.task = rec
         fn_payload = None
-        if spec.fn_id not in worker.functions:
+        if spec.kind != p.ACTOR_METHOD and spec.fn_id not in worker.functions:
             fn_payload = self.functions[spec.fn_id][1]
             worker.functions.add(spec.fn_id)
         payloads: list[p.Payload] = []
@@ -519,12 +557,18 @@ class NodeManager:
             if entry.payload.in_arena:
                 self.objects.pin(entry, worker.conn.conn_id)
             payloads.append(entry.payload)
-        worker.conn.send(p.ExecuteTask(spec, fn_payload, payloads, grant.gpu_ids, rec.retries_left))
+        options = rec.actor.options if spec.kind == p.ACTOR_CREATION and rec.actor else None
+        worker.conn.send(
+            p.ExecuteTask(spec, fn_payload, payloads, gpu_ids, rec.retries_left, options)
+        )
 
     def on_task_done(self, conn: ServerConnection, msg: p.TaskDone) -> None:
         worker = self.workers.get(conn.conn_id)
         rec = self.tasks.get(msg.task_id)
-        if worker is not None:
+        if rec is not None and rec.spec.kind != p.TASK:
+            self.actor_task_done(rec, msg)
+            return
+        if worker is not None and worker.actor is None:
             self._free_worker(worker, exiting=msg.exit_after)
         if rec is None:
             for payload in msg.results:
@@ -571,11 +615,18 @@ class NodeManager:
                 and not owner_waits
             ):
                 owner.send(p.ObjectAvailable(oid, payload))
+        self._release_holds(spec)
+
+    def _release_holds(self, spec: p.TaskSpec) -> None:
         freed: list[ObjectEntry] = []
         for oid in spec.deps:
             self.objects.release(oid, freed)
         for oid in spec.nested_refs:
             self.objects.release(oid, freed)
+        if spec.kind == p.ACTOR_METHOD and spec.actor_id is not None:
+            actor = self.actors.actors.get(spec.actor_id)
+            if actor is not None:
+                self.objects.release(actor.cookie, freed)
         for entry in freed:
             self._release_memory(entry)
 
@@ -608,6 +659,8 @@ class NodeManager:
                 self._cancel(child.spec.task_id, force, recursive)
         rec.cancelled = True
         error = TaskCancelledError(rec.spec.name)
+        if rec.spec.kind == p.ACTOR_METHOD and rec.state != "running":
+            self.unqueue_actor_call(rec)
         if rec.state == "pending_args":
             for oid in rec.spec.deps:
                 waiters = self.waiting_on.get(oid)
@@ -615,7 +668,8 @@ class NodeManager:
                     waiters.remove(rec)
             self._fail(rec, error)
         elif rec.state == "pending_resources":
-            self.ready.remove(rec)
+            if rec.spec.kind != p.ACTOR_METHOD:
+                self.ready.remove(rec)
             self._fail(rec, error)
         elif rec.worker is not None:
             if force:
@@ -624,13 +678,13 @@ class NodeManager:
             else:
                 rec.worker.conn.send(p.CancelTask(task_id, False))
 
-    def _kill_worker(self, worker: WorkerState) -> None:
+    def _kill_worker(self, worker: WorkerState, sig: int = signal.SIGKILL) -> None:
         proc = self.procs.get(worker.pid)
         if proc is not None and proc.poll() is None:
-            proc.kill()
-        else:
+            proc.send_signal(sig)
+        elif proc is None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(worker.pid, signal.SIGKILL)
+                os.kill(worker.pid, sig)
 
     def on_log_lines(self, conn: ServerConnection, msg: p.LogLines) -> None:
         rec = self.tasks.get(msg.task_id)
@@ -654,7 +708,8 @@ class NodeManager:
                 [
                     sys.executable,
                     "-m",
-                    "jupyter_ray.runtime.worker",
+                    "jupyter_ray.runtime",
+                    "worker",
                     self.socket_path,
                     worker_id,
                 ],
@@ -673,7 +728,9 @@ class NodeManager:
         rec = worker.task
         proc = self.procs.get(worker.pid)
         code = proc.poll() if proc is not None else None
-        if rec is not None:
+        if worker.actor is not None:
+            self.actor_process_lost(worker.actor, code)
+        elif rec is not None:
             if rec.grant is not None:
                 self.ledger.release(rec.grant)
                 rec.grant = None
@@ -695,11 +752,17 @@ class NodeManager:
                         "interpreter, fix that or raise max_retries."
                     ),
                 )
-        if not worker.exiting and not self._stopping.is_set():
-            live = len(self.workers) + self.starting
-            if live < self.pool_size:
-                self._start_worker()
+        if not worker.exiting:
+            self._maintain_pool()
         self._dispatch_tasks()
+
+    def _maintain_pool(self) -> None:
+        """Keep ``pool_size`` task workers (actors' dedicated workers do not count)."""
+        if self._stopping.is_set():
+            return
+        pool = sum(1 for w in self.workers.values() if w.actor is None and not w.exiting)
+        for _ in range(self.pool_size - pool - self.starting):
+            self._start_worker()
 
 
 # --- process entry point -------------------------------------------------------------
@@ -741,7 +804,3 @@ def main(argv: list[str] | None = None) -> None:
         loop.run_until_complete(node.serve(ready))
     finally:
         loop.close()
-
-
-if __name__ == "__main__":
-    main()

@@ -98,6 +98,31 @@ class TaskSpec:
     parent_task: bytes | None = None
     cell_id: str | None = None
     owner: int = 0  # connection id of the submitter, filled in by the node manager
+    kind: int = 0  # TASK, ACTOR_CREATION or ACTOR_METHOD
+    actor_id: bytes | None = None
+    method: str = ""
+
+
+TASK = 0
+ACTOR_CREATION = 1
+ACTOR_METHOD = 2
+
+
+@dataclass(slots=True)
+class ActorOptions:
+    """How an actor is placed, named, restarted and run; fixed at creation."""
+
+    class_name: str
+    methods: bytes  # pickled {method name: num_returns}, returned to get_actor callers
+    name: str | None = None
+    namespace: str = "default"
+    detached: bool = False
+    get_if_exists: bool = False
+    max_restarts: int = 0
+    max_task_retries: int = 0
+    max_concurrency: int = 1
+    is_async: bool = False
+    hold_resources: bool = False  # num_cpus/num_gpus/resources given: held while alive
 
 
 # --- client -> node manager ------------------------------------------------------
@@ -121,6 +146,29 @@ class RegisterFunction:
 @dataclass(slots=True)
 class SubmitTask:
     spec: TaskSpec
+
+
+@dataclass(slots=True)
+class CreateActor:
+    """Create an actor (``spec.kind == ACTOR_CREATION``); answered by ``ActorCreated``."""
+
+    req_id: int
+    spec: TaskSpec
+    options: ActorOptions
+
+
+@dataclass(slots=True)
+class KillActor:
+    actor_id: bytes
+    no_restart: bool
+
+
+@dataclass(slots=True)
+class ActorExiting:
+    """Sent by an actor's worker that exits on purpose (exit_actor, __ray_terminate__)."""
+
+    actor_id: bytes
+    reason: str
 
 
 @dataclass(slots=True)
@@ -235,6 +283,23 @@ class ObjectCreated:
 
 
 @dataclass(slots=True)
+class ActorInfo:
+    """What a process needs to build a handle to an existing actor."""
+
+    actor_id: bytes
+    cookie: bytes  # object whose references are the actor's handles
+    options: ActorOptions
+
+
+@dataclass(slots=True)
+class ActorCreated:
+    req_id: int
+    info: ActorInfo | None
+    existed: bool = False
+    error: str | None = None
+
+
+@dataclass(slots=True)
 class ObjectAvailable:
     """The object is ready; ``payload`` is None when only readiness was asked for."""
 
@@ -249,6 +314,7 @@ class ExecuteTask:
     dep_payloads: list[Payload]
     gpu_ids: list[int]
     retries_left: int
+    actor_options: ActorOptions | None = None  # with an actor's creation task
 
 
 @dataclass(slots=True)

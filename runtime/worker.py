@@ -1,14 +1,21 @@
 """A worker process: runs tasks sent by its node manager, one at a time, on its main thread.
 
-Started by the node manager as ``python -m jupyter_ray.runtime.worker SOCKET WORKER_ID``.
+Started by the node manager as ``python -m jupyter_ray.runtime worker SOCKET WORKER_ID``.
 The reader thread of its :class:`CoreClient` queues tasks; the main thread runs them, so
 user code sees an ordinary main thread (signals, ``KeyboardInterrupt``). Cancelling a
 running task raises :class:`TaskCancelledError` inside it through a signal aimed at the
 main thread. ``print`` inside a task reaches the driver that submitted it.
+
+A worker may instead host one actor: its creation task builds the instance, and method
+calls run on the main thread in order, on a thread pool (``max_concurrency > 1``), or as
+coroutines on an event-loop thread (an actor with any ``async def`` method).
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import inspect
 import io
 import json
 import os
@@ -65,8 +72,16 @@ class TaskOutput(io.TextIOBase):
             self._fallback.write(text)
 
 
+class ActorExit(BaseException):
+    """Raised by ``exit_actor()``: the actor finishes this call, then its process exits."""
+
+    def __init__(self, reason: str = "exit_actor() was called") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class Worker:
-    """Executes tasks; holds the function cache and the per-function call counts."""
+    """Executes tasks, or hosts one actor; holds the function cache and call counts."""
 
     def __init__(self, client: CoreClient) -> None:
         self.client = client
@@ -74,19 +89,45 @@ class Worker:
         self.calls: dict[bytes, int] = {}
         self.main_ident = threading.get_ident()
         self._cancel_lock = threading.Lock()
+        self.actor: Any = None
+        self.actor_options: p.ActorOptions | None = None
+        self.pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.semaphore: asyncio.Semaphore | None = None
+        self.exit_reason: str | None = None
         client.on_cancel = self._on_cancel_message
         signal.signal(CANCEL_SIGNAL, self._on_cancel_signal)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def run(self) -> None:
-        while True:
+        while self.exit_reason is None:
             msg = self.client.tasks.get()
             if msg is None:
                 return
-            done = self.execute(msg)
-            self.client.send(done)
-            if done.exit_after:
+            if msg.spec.kind == p.ACTOR_METHOD and self.pool is not None:
+                self.pool.submit(self._run_and_reply, msg)
+            elif msg.spec.kind == p.ACTOR_METHOD and self.loop is not None:
+                asyncio.run_coroutine_threadsafe(self._run_async(msg), self.loop)
+            elif self._run_and_reply(msg):
                 return
+        self._stop_actor()
+
+    def _run_and_reply(self, msg: p.ExecuteTask) -> bool:
+        """Run one call and send its result; True when the process should exit."""
+        done = self.execute(msg)
+        if self.exit_reason is not None and self.actor_options is not None:
+            assert context.actor_id is not None
+            self.client.send(p.ActorExiting(context.actor_id, self.exit_reason), done)
+            self.client.tasks.put(None)  # wake the main loop so it exits
+            return True
+        self.client.send(done)
+        return done.exit_after
+
+    def _stop_actor(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.loop.stop)
 
     # --- cancellation -----------------------------------------------------------------
 
@@ -105,9 +146,13 @@ class Worker:
 
     # --- execution --------------------------------------------------------------------
 
-    def execute(self, msg: p.ExecuteTask) -> p.TaskDone:
+    def _resolve(self, msg: p.ExecuteTask) -> Any:
+        """The callable for this message, or a TaskDone describing why there is none."""
         spec = msg.spec
-        n = spec.num_returns
+        if spec.kind == p.ACTOR_METHOD:
+            if spec.method == "__ray_terminate__":
+                return _terminate
+            return getattr(self.actor, spec.method)
         fn = self.functions.get(spec.fn_id)
         if fn is None:
             if msg.fn_payload is None:
@@ -119,45 +164,116 @@ class Worker:
             except Exception as err:
                 return self._failed(spec, err, msg.retries_left, unpickling=True)
             self.functions[spec.fn_id] = fn
+        return fn
+
+    def _arguments(self, msg: p.ExecuteTask) -> tuple[list[Any], dict[str, Any]]:
+        spec = msg.spec
+        values = [
+            self.client.load_arg(oid, payload)
+            for oid, payload in zip(spec.deps, msg.dep_payloads, strict=True)
+        ]
+        args, kwargs = deserialize(memoryview(spec.args))
+        args = [values[a.index] if isinstance(a, Dep) else a for a in args]
+        kwargs = {k: values[v.index] if isinstance(v, Dep) else v for k, v in kwargs.items()}
+        return args, kwargs
+
+    def execute(self, msg: p.ExecuteTask) -> p.TaskDone:
+        spec = msg.spec
+        fn = self._resolve(msg)
+        if isinstance(fn, p.TaskDone):
+            return fn
         ctx = context.TaskContext(spec.task_id, spec.name, list(msg.gpu_ids), spec.cell_id)
-        try:
-            values = [
-                self.client.load_arg(oid, payload)
-                for oid, payload in zip(spec.deps, msg.dep_payloads, strict=True)
-            ]
-        except RayError as err:  # an upstream task failed: propagate its error
-            return self._error_done(spec, err)
-        except Exception as err:
-            return self._failed(spec, err, msg.retries_left, unpickling=True)
+        main = threading.get_ident() == self.main_ident
         old_cuda = os.environ.get("CUDA_VISIBLE_DEVICES")
-        if msg.gpu_ids:
+        if msg.gpu_ids and spec.kind != p.ACTOR_METHOD:
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in msg.gpu_ids)
-        context.set_current_task(ctx)
-        context_of_main["ctx"] = ctx
+        token = context._task.set(ctx)
+        if main:
+            context_of_main["ctx"] = ctx
         try:
-            args, kwargs = deserialize(memoryview(spec.args))
-            args = [values[a.index] if isinstance(a, Dep) else a for a in args]
-            kwargs = {k: values[v.index] if isinstance(v, Dep) else v for k, v in kwargs.items()}
-            del values
+            try:
+                args, kwargs = self._arguments(msg)
+            except RayError as err:  # an upstream task failed: propagate its error
+                return self._error_done(spec, err)
+            except Exception as err:
+                return self._failed(spec, err, msg.retries_left, unpickling=True)
+            if spec.kind == p.ACTOR_CREATION:
+                return self._create_actor(msg, fn, args, kwargs)
             result = fn(*args, **kwargs)
             del args, kwargs
         except TaskCancelledError as err:
             return self._error_done(spec, err)
+        except ActorExit as stop:
+            self.exit_reason = stop.reason
+            result = None
         except Exception as err:
             if ctx.cancel_requested:
                 return self._error_done(spec, TaskCancelledError(spec.name))
             return self._failed(spec, err, msg.retries_left)
         finally:
-            with self._cancel_lock:
-                context_of_main["ctx"] = None
+            if main:
+                with self._cancel_lock:
+                    context_of_main["ctx"] = None
             sys.stdout.flush()
             sys.stderr.flush()
-            context.set_current_task(None)
-            if msg.gpu_ids:
+            context._task.reset(token)
+            if msg.gpu_ids and spec.kind == p.TASK:
                 if old_cuda is None:
                     os.environ.pop("CUDA_VISIBLE_DEVICES", None)
                 else:
                     os.environ["CUDA_VISIBLE_DEVICES"] = old_cuda
+        return self._results(spec, result)
+
+    def _create_actor(
+        self, msg: p.ExecuteTask, cls: Any, args: list[Any], kwargs: dict[str, Any]
+    ) -> p.TaskDone:
+        spec = msg.spec
+        opts = msg.actor_options
+        assert opts is not None
+        context.actor_id = spec.task_id
+        try:
+            self.actor = cls(*args, **kwargs)
+        except Exception as err:
+            return self._failed(spec, err, 0)
+        self.actor_options = opts
+        if opts.is_async:
+            self.loop = asyncio.new_event_loop()
+            threading.Thread(target=self.loop.run_forever, name="actor-loop", daemon=True).start()
+            self.semaphore = asyncio.Semaphore(opts.max_concurrency)
+        elif opts.max_concurrency > 1:
+            self.pool = concurrent.futures.ThreadPoolExecutor(
+                opts.max_concurrency, thread_name_prefix="actor"
+            )
+        return self._results(spec, None)
+
+    async def _run_async(self, msg: p.ExecuteTask) -> None:
+        """Event-loop thread of an async actor: run one call under the concurrency limit."""
+        spec = msg.spec
+        assert self.semaphore is not None
+        async with self.semaphore:
+            ctx = context.TaskContext(spec.task_id, spec.name, list(msg.gpu_ids), spec.cell_id)
+            context._task.set(ctx)  # this coroutine runs in its own copy of the context
+            try:
+                fn = getattr(self.actor, spec.method)
+                args, kwargs = self._arguments(msg)
+                result = fn(*args, **kwargs)
+                if inspect.isawaitable(result):
+                    result = await result
+                done = self._results(spec, result)
+            except ActorExit as stop:
+                self.exit_reason = stop.reason
+                done = self._results(spec, None)
+            except Exception as err:
+                done = self._failed(spec, err, 0)
+        if self.exit_reason is not None:
+            assert context.actor_id is not None
+            self.client.send(p.ActorExiting(context.actor_id, self.exit_reason), done)
+            self.client.tasks.put(None)
+        else:
+            self.client.send(done)
+
+    def _results(self, spec: p.TaskSpec, result: Any) -> p.TaskDone:
+        n = spec.num_returns
         exit_after = False
         if spec.max_calls > 0:
             count = self.calls.get(spec.fn_id, 0) + 1
@@ -221,6 +337,18 @@ class Worker:
         return p.TaskDone(spec.task_id, [payload] * spec.num_returns, [])
 
 
+def _terminate() -> None:
+    """``handle.__ray_terminate__.remote()``: stop after the calls queued before it."""
+    raise ActorExit("it was stopped with __ray_terminate__")
+
+
+def exit_actor() -> None:
+    """Stop the current actor once this call returns; later calls raise ActorDiedError."""
+    if context.actor_id is None:
+        raise TypeError("exit_actor() can only be called inside an actor method")
+    raise ActorExit()
+
+
 context_of_main: dict[str, context.TaskContext | None] = {"ctx": None}
 
 
@@ -256,7 +384,3 @@ def main(argv: list[str] | None = None) -> None:
         Worker(client).run()
     finally:
         client.close()
-
-
-if __name__ == "__main__":
-    main()

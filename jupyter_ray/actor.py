@@ -1,0 +1,368 @@
+"""Actors: what ``@jupyter_ray.remote`` makes of a class, and handles to running actors.
+
+>>> @jupyter_ray.remote
+... class Counter:
+...     def __init__(self):
+...         self.n = 0
+...     def incr(self):
+...         self.n += 1
+...         return self.n
+>>> c = Counter.remote()
+>>> jupyter_ray.get([c.incr.remote() for _ in range(3)])
+[1, 2, 3]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import numbers
+from typing import Any
+
+from ._options import validate_resources
+from .remote_function import _client
+from .runtime import context
+from .runtime import protocol as p
+from .runtime.object_ref import ObjectRef
+from .runtime.serialization import dumps_function, serialize
+from .runtime.worker import exit_actor
+
+__all__ = ["ActorClass", "ActorHandle", "ActorMethod", "exit_actor", "method"]
+
+ACTOR_OPTIONS = frozenset(
+    {
+        "num_cpus",
+        "num_gpus",
+        "resources",
+        "memory",
+        "name",
+        "namespace",
+        "get_if_exists",
+        "lifetime",
+        "max_restarts",
+        "max_task_retries",
+        "max_concurrency",
+        "max_pending_calls",
+        "scheduling_strategy",
+        "runtime_env",
+        "concurrency_groups",
+        "accelerator_type",
+    }
+)
+
+
+def method(*, num_returns: int = 1, **unsupported: Any) -> Any:
+    """Decorate an actor method with call options: ``@jupyter_ray.method(num_returns=2)``."""
+    if unsupported:
+        raise ValueError(
+            f"Invalid option(s) {', '.join(sorted(unsupported))} for @method; "
+            "only num_returns is supported."
+        )
+    if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns < 0:
+        raise ValueError(f"num_returns must be an int >= 0, got {num_returns!r}")
+
+    def decorate(fn: Any) -> Any:
+        fn.__ray_num_returns__ = num_returns
+        return fn
+
+    return decorate
+
+
+def _int_at_least(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    return value
+
+
+def _validate(opts: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(opts) - ACTOR_OPTIONS)
+    if unknown:
+        raise ValueError(
+            f"Invalid option keyword{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+            f"for actors. Valid ones are: {', '.join(sorted(ACTOR_OPTIONS))}."
+        )
+    out = dict(opts)
+    for key in ("num_cpus", "num_gpus", "memory"):
+        value = out.get(key)
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"{key} must be a number, got {value!r}")
+            if value < 0:
+                raise ValueError(f"{key} must be >= 0, got {value!r}")
+    if "resources" in out:
+        out["resources"] = validate_resources(out["resources"])
+    name = out.get("name")
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ValueError(f"name must be a non-empty string, got {name!r}")
+    namespace = out.get("namespace")
+    if namespace is not None and (not isinstance(namespace, str) or not namespace):
+        raise ValueError(f"namespace must be a non-empty string, got {namespace!r}")
+    if out.get("lifetime") not in (None, "detached", "non_detached"):
+        raise ValueError(
+            f"lifetime must be None, 'detached' or 'non_detached', got {out['lifetime']!r}"
+        )
+    if out.get("lifetime") == "detached" and not name:
+        raise ValueError("a detached actor needs a name, so it can be found: add name=...")
+    if "max_restarts" in out:
+        _int_at_least("max_restarts", out["max_restarts"], -1)
+    if "max_task_retries" in out:
+        _int_at_least("max_task_retries", out["max_task_retries"], -1)
+    if "max_concurrency" in out:
+        _int_at_least("max_concurrency", out["max_concurrency"], 1)
+    if out.get("get_if_exists") and not name:
+        raise ValueError("get_if_exists=True needs a name=... to look the actor up by")
+    return out
+
+
+def _method_table(cls: type) -> dict[str, int]:
+    methods: dict[str, int] = {}
+    for name, member in inspect.getmembers(cls):
+        if name.startswith("__") and name != "__call__":
+            continue
+        if inspect.isfunction(member) or inspect.ismethoddescriptor(member):
+            methods[name] = int(getattr(member, "__ray_num_returns__", 1))
+    methods["__ray_terminate__"] = 1
+    return methods
+
+
+def _is_async(cls: type) -> bool:
+    return any(
+        inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)
+        for _, m in inspect.getmembers(cls, inspect.isfunction)
+    )
+
+
+class ActorClass:
+    """A class decorated with ``@remote``; ``Cls.remote(...)`` starts an actor."""
+
+    def __init__(self, cls: type, options: dict[str, Any]) -> None:
+        self._cls = cls
+        self._options = _validate(options)
+        self._name = cls.__name__
+        self._methods = _method_table(cls)
+        self._async = _is_async(cls)
+        self._pickled: tuple[bytes, bytes] | None = None
+        self.__doc__ = cls.__doc__
+        self.__name__ = cls.__name__
+        self.__qualname__ = cls.__qualname__
+        self.__module__ = cls.__module__
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            f"Actors cannot be instantiated directly. Instead of '{self._name}()', use "
+            f"'{self._name}.remote()'."
+        )
+
+    def __mro_entries__(self, bases: tuple[Any, ...]) -> tuple[type, ...]:
+        raise TypeError(
+            f"Cannot subclass the actor class {self._name}: subclass the original class "
+            "and decorate the subclass with @jupyter_ray.remote instead."
+        )
+
+    def options(self, **options: Any) -> _BoundActorOptions:
+        """Override options for one actor: ``Cls.options(name="a").remote()``."""
+        return _BoundActorOptions(self, _validate(options))
+
+    def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
+        """Start an actor running this class; returns its handle at once."""
+        return self._create({}, args, kwargs)
+
+    def _payload(self) -> tuple[bytes, bytes]:
+        if self._pickled is None:
+            try:
+                payload = dumps_function(self._cls)
+            except Exception as err:
+                raise TypeError(
+                    f"Could not serialize the actor class {self._name}: {err}. Avoid "
+                    "class attributes that hold locks, files, sockets or similar objects."
+                ) from err
+            self._pickled = (hashlib.sha1(payload).digest()[:16], payload)
+        return self._pickled
+
+    def _create(self, overrides: dict[str, Any], args: Any, kwargs: Any) -> ActorHandle:
+        opts = {**self._options, **overrides}
+        client = _client()
+        cls_id, payload = self._payload()
+        held = any(opts.get(k) is not None for k in ("num_cpus", "num_gpus", "memory"))
+        held = held or bool(opts.get("resources"))
+        demand: dict[str, float] = dict(opts.get("resources") or {})
+        if held:
+            if opts.get("num_cpus"):
+                demand["CPU"] = float(opts["num_cpus"])
+            if opts.get("num_gpus"):
+                demand["GPU"] = float(opts["num_gpus"])
+            if opts.get("memory"):
+                demand["memory"] = float(opts["memory"])
+        else:
+            demand = {"CPU": 1.0}  # needed to place the actor, given back once it runs
+        methods = dict(self._methods)
+        actor_options = p.ActorOptions(
+            class_name=self._name,
+            methods=serialize(methods).to_bytes(),
+            name=opts.get("name"),
+            namespace=opts.get("namespace") or "default",
+            detached=opts.get("lifetime") == "detached",
+            get_if_exists=bool(opts.get("get_if_exists")),
+            max_restarts=int(opts.get("max_restarts", 0)),
+            max_task_retries=int(opts.get("max_task_retries", 0)),
+            max_concurrency=int(opts.get("max_concurrency", 1000 if self._async else 1)),
+            is_async=self._async,
+            hold_resources=held,
+        )
+        info, cookie = client.create_actor(
+            cls_id, payload, self._name, args, kwargs, demand, actor_options
+        )
+        return ActorHandle(info.actor_id, cookie, info.options.class_name, methods)
+
+    def __repr__(self) -> str:
+        return f"<jupyter_ray actor class {self._name}>"
+
+
+class _BoundActorOptions:
+    def __init__(self, actor_class: ActorClass, overrides: dict[str, Any]) -> None:
+        self._actor_class = actor_class
+        self._overrides = overrides
+
+    def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
+        return self._actor_class._create(self._overrides, args, kwargs)
+
+
+class ActorHandle:
+    """A handle to a running actor; pass it to tasks and other actors freely.
+
+    The actor lives while any handle to it (anywhere) or any pending call exists, unless
+    it is detached.
+    """
+
+    def __init__(
+        self, actor_id: bytes, cookie: ObjectRef, class_name: str, methods: dict[str, int]
+    ) -> None:
+        self._actor_id = actor_id
+        self._cookie = cookie
+        self._class_name = class_name
+        self._methods = methods
+
+    def __getattr__(self, name: str) -> ActorMethod:
+        methods = self.__dict__.get("_methods")
+        if methods is None or (name.startswith("__") and name != "__ray_terminate__"):
+            raise AttributeError(name)
+        if name not in methods:
+            raise AttributeError(
+                f"'{self._class_name}' actor has no method '{name}'; its methods are: "
+                f"{', '.join(sorted(m for m in methods if not m.startswith('__')))}"
+            )
+        return ActorMethod(self, name, methods[name])
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ActorHandle, (self._actor_id, self._cookie, self._class_name, self._methods))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
+
+    def __hash__(self) -> int:
+        return hash(self._actor_id)
+
+    def __repr__(self) -> str:
+        return f"Actor({self._class_name}, {self._actor_id.hex()[:16]})"
+
+    @property
+    def _ray_actor_id(self) -> str:
+        return self._actor_id.hex()
+
+
+class ActorMethod:
+    """``handle.method``: call ``.remote(...)`` on it to run the method in the actor."""
+
+    def __init__(self, handle: ActorHandle, name: str, num_returns: int) -> None:
+        self._handle = handle
+        self._name = name
+        self._num_returns = num_returns
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            f"Actor methods cannot be called directly. Instead of '{self._name}()', try "
+            f"'{self._name}.remote()'."
+        )
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        return self._submit(self._num_returns, None, args, kwargs)
+
+    def options(self, **options: Any) -> _BoundMethodOptions:
+        unknown = set(options) - {"num_returns", "name"}
+        if unknown:
+            raise ValueError(
+                f"Invalid option(s) {', '.join(sorted(unknown))} for actor methods; "
+                "valid ones are: name, num_returns."
+            )
+        n = options.get("num_returns", self._num_returns)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"num_returns must be an int >= 0, got {n!r}")
+        return _BoundMethodOptions(self, n, options.get("name"))
+
+    def _submit(self, num_returns: int, name: str | None, args: Any, kwargs: Any) -> Any:
+        client = _client()
+        handle = self._handle
+        refs = client.submit(
+            b"",
+            None,
+            name or f"{handle._class_name}.{self._name}",
+            args,
+            kwargs,
+            num_returns,
+            {},
+            0,
+            False,
+            0,
+            actor_id=handle._actor_id,
+            method=self._name,
+        )
+        if num_returns == 1:
+            return refs[0]
+        if num_returns == 0:
+            return None
+        return refs
+
+
+class _BoundMethodOptions:
+    def __init__(self, method: ActorMethod, num_returns: int, name: str | None) -> None:
+        self._method = method
+        self._num_returns = num_returns
+        self._name = name
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        return self._method._submit(self._num_returns, self._name, args, kwargs)
+
+
+def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
+    """Return a handle to the live actor called ``name``; ValueError if there is none."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"get_actor() takes a non-empty actor name, got {name!r}")
+    client = _client()
+    ns = namespace or "default"
+    info = client.query("get_actor", (name, ns))
+    if info is None:
+        raise ValueError(
+            f"There is no live actor named {name!r} in namespace {ns!r}. Check the name, "
+            "the namespace, and that the actor has not died; jupyter_ray.util."
+            "list_named_actors() lists the live ones."
+        )
+    from .runtime.serialization import deserialize
+
+    methods = deserialize(memoryview(info.options.methods))
+    return ActorHandle(
+        info.actor_id, ObjectRef(info.cookie, client), info.options.class_name, methods
+    )
+
+
+def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
+    """Kill the actor's process now; with ``no_restart=False`` it restarts if allowed."""
+    if not isinstance(actor, ActorHandle):
+        raise TypeError(
+            f"kill() takes an actor handle (from Cls.remote() or get_actor()), got "
+            f"{type(actor).__name__}"
+        )
+    _client().send(p.KillActor(actor._actor_id, no_restart))
+
+
+def current_actor_id() -> bytes | None:
+    return context.actor_id

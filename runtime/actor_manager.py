@@ -1,0 +1,351 @@
+"""The node manager's actor handlers: creation, calls, restarts, death.
+
+A mixin of :class:`node.NodeManager`, kept apart so each module holds one concept; every
+method runs on the node manager's event loop. An actor is born from a creation task that
+is scheduled like any task (its placement resources), then owns a dedicated worker
+process. Its *cookie* is an object whose references are the actor's handles: while any
+handle, or any pending call, refers to it the actor lives; when the last goes away, the
+actor is stopped (unless detached).
+"""
+
+from __future__ import annotations
+
+import signal
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from . import protocol as p
+from .actors import ALIVE, DEAD, RESTARTING, ActorDirectory, ActorRecord
+from .exceptions import ActorDiedError, RayActorError
+from .ids import object_id_for
+from .serialization import deserialize, serialize
+
+if TYPE_CHECKING:
+    from .node import TaskRecord, WorkerState
+    from .objects import ObjectTable
+    from .scheduler import Grant, ReadyQueue, ResourceLedger
+    from .transport import ServerConnection
+
+ACTOR_QUERIES = frozenset({"get_actor", "list_named_actors", "actors"})
+
+
+class ActorManager:
+    """Actor handlers; see the module docstring."""
+
+    actors: ActorDirectory
+    objects: ObjectTable
+    ledger: ResourceLedger
+    ready: ReadyQueue
+    tasks: dict[bytes, TaskRecord]
+    conns: dict[int, ServerConnection]
+    waiting_on: dict[bytes, list[TaskRecord]]
+
+    if TYPE_CHECKING:
+
+        def _track(self, rec: TaskRecord) -> None: ...
+        def _enqueue(self, rec: TaskRecord) -> None: ...
+        def _send_task(self, rec: TaskRecord, worker: WorkerState, gpu_ids: list[int]) -> None: ...
+        def _finish(
+            self, rec: TaskRecord, results: list[p.Payload], contained: list[list[bytes]]
+        ) -> None: ...
+        def _fail(self, rec: TaskRecord, error: BaseException) -> None: ...
+        def _release_holds(self, spec: p.TaskSpec) -> None: ...
+        def _release_payload(self, payload: p.Payload) -> None: ...
+        def _kill_worker(self, worker: WorkerState, sig: int = ...) -> None: ...
+        def _release_memory(self, entry: Any) -> None: ...
+        def _maintain_pool(self) -> None: ...
+        def _dispatch_tasks(self) -> None: ...
+
+    # --- creation --------------------------------------------------------------------
+
+    def on_create_actor(self, conn: ServerConnection, msg: p.CreateActor) -> None:
+        from .node import TaskRecord
+
+        opts = msg.options
+        spec = msg.spec
+        if opts.name:
+            existing = self.actors.lookup(opts.name, opts.namespace)
+            if existing is not None:
+                if opts.get_if_exists:
+                    conn.send(p.ActorCreated(msg.req_id, existing.info(), existed=True))
+                else:
+                    conn.send(
+                        p.ActorCreated(
+                            msg.req_id,
+                            None,
+                            error=(
+                                f"An actor named {opts.name!r} already exists in namespace "
+                                f"{opts.namespace!r}. Use get_actor({opts.name!r}) for a "
+                                "handle to it, pass get_if_exists=True, or pick another name."
+                            ),
+                        )
+                    )
+                return
+        spec.owner = conn.conn_id
+        cookie = object_id_for(spec.task_id, 0)
+        self.objects.create(cookie, conn.conn_id)  # the creator's handle
+        if opts.detached:
+            self.objects.hold(cookie)  # lives until killed
+        record = ActorRecord(spec.task_id, cookie, spec, opts, conn.conn_id)
+        self.actors.add(record)
+        # __init__ arguments stay alive for the actor's life: a restart runs it again
+        for oid in spec.deps + spec.nested_refs:
+            self.objects.hold(oid)
+        conn.send(p.ActorCreated(msg.req_id, record.info()))
+        self._schedule_creation(record, TaskRecord(spec))
+
+    def _schedule_creation(self, record: ActorRecord, rec: TaskRecord) -> None:
+        rec.actor = record
+        rec.retries_left = 0
+        self._track(rec)
+        if rec.missing == 0:
+            self._enqueue(rec)
+
+    def place_actor(self, record: ActorRecord, worker: WorkerState, grant: Grant) -> None:
+        """The creation task got resources and a worker: dedicate the worker."""
+        worker.actor = record
+        worker.task = None
+        record.worker = worker
+        record.pid = worker.pid
+        record.grant = grant
+        self._maintain_pool()
+
+    def actor_task_done(self, rec: TaskRecord, msg: p.TaskDone) -> None:
+        record = rec.actor
+        assert record is not None
+        if rec.spec.kind == p.ACTOR_CREATION:
+            self._creation_done(record, rec, msg)
+        else:
+            record.inflight.pop(rec.spec.task_id, None)
+            self._finish(rec, msg.results, msg.contained)
+        self._dispatch_tasks()
+
+    def _creation_done(self, record: ActorRecord, rec: TaskRecord, msg: p.TaskDone) -> None:
+        self.tasks.pop(rec.spec.task_id, None)
+        self._release_holds(rec.spec)
+        if record.grant is not None and not record.options.hold_resources:
+            # Placement needs the resources; a running actor holds none unless asked to.
+            self.ledger.release(record.grant)
+            record.grant = None
+        result = msg.results[0] if msg.results else None
+        if record.state == DEAD:  # killed while its constructor ran
+            return
+        if result is not None and result.error:
+            record.no_restart = True
+            cause = "its constructor raised"
+            if result.data is not None:
+                record.death_error = deserialize(memoryview(result.data))
+                cause = f"its constructor raised {record.death_error}"
+            worker = record.worker
+            self._actor_dead(record, cause)
+            if worker is not None:
+                self._kill_worker(worker)
+            return
+        record.state = ALIVE
+        entry = self.objects.get(record.cookie)
+        if entry is not None and entry.payload is None:
+            self.objects.seal(record.cookie, p.Payload(data=_NONE, size=len(_NONE)), [])
+        self.pump_actor(record)
+
+    # --- calls -----------------------------------------------------------------------
+
+    def submit_actor_call(self, conn: ServerConnection, rec: TaskRecord) -> None:
+        spec = rec.spec
+        assert spec.actor_id is not None
+        record = self.actors.actors.get(spec.actor_id)
+        self._track(rec)
+        if record is None:
+            self._fail(
+                rec,
+                RayActorError(
+                    f"No actor with id {spec.actor_id.hex()} exists on this node; its "
+                    "handle may come from an earlier session."
+                ),
+            )
+            return
+        rec.actor = record
+        rec.retries_left = max(record.options.max_task_retries, 0)
+        if record.options.max_task_retries < 0:
+            rec.retries_left = 1 << 30
+        self.objects.hold(record.cookie)  # a pending call keeps the actor alive
+        if record.state == DEAD:
+            self._fail(rec, self._death_error(record))
+            return
+        self.actors.enqueue(record, conn.conn_id, rec)
+        self.pump_actor(record)
+
+    def pump_actor(self, record: ActorRecord) -> None:
+        """Send every call whose turn has come to the actor's worker."""
+        if record.state != ALIVE or record.worker is None:
+            return
+        gpu_ids = record.grant.gpu_ids if record.grant is not None else []
+        for rec in self.actors.releasable(record):
+            record.inflight[rec.spec.task_id] = rec
+            self._send_task(rec, record.worker, gpu_ids)
+
+    def unqueue_actor_call(self, rec: TaskRecord) -> None:
+        record = rec.actor
+        if record is None:
+            return
+        q = record.queues.get(rec.spec.owner)
+        if q is not None and rec in q:
+            q.remove(rec)
+            if not q:
+                del record.queues[rec.spec.owner]
+            self.pump_actor(record)
+
+    # --- death and restarts ----------------------------------------------------------
+
+    def actor_process_lost(self, record: ActorRecord, exit_code: int | None) -> None:
+        if record.grant is not None:
+            self.ledger.release(record.grant)
+            record.grant = None
+        record.worker = None
+        inflight = list(record.inflight.values())
+        record.inflight.clear()
+        creation = self.tasks.get(record.actor_id)
+        if creation is not None and creation.spec.kind == p.ACTOR_CREATION:
+            self.tasks.pop(record.actor_id, None)
+            self._release_holds(creation.spec)
+        if record.state == DEAD:
+            return
+        if record.exiting_reason:
+            cause = record.exiting_reason
+        elif record.no_restart:
+            cause = record.death_cause or "it was killed with jupyter_ray.kill()"
+        else:
+            code = f" with exit code {exit_code}" if exit_code is not None else ""
+            cause = f"its worker process (pid {record.pid}) died{code}"
+        limit = record.options.max_restarts
+        can_restart = not record.no_restart and not record.exiting_reason
+        can_restart = can_restart and (limit < 0 or record.restarts < limit)
+        if not can_restart:
+            for rec in inflight:
+                self._fail(rec, self._death_error(record, cause))
+            self._actor_dead(record, cause)
+            return
+        record.state = RESTARTING
+        record.restarts += 1
+        for rec in reversed(inflight):
+            if rec.retries_left > 0:
+                rec.retries_left -= 1
+                rec.state = "pending_resources"
+                record.queues.setdefault(rec.spec.owner, deque()).appendleft(rec)
+            else:
+                self._fail(
+                    rec,
+                    RayActorError(
+                        f"The actor {record.options.class_name} died while running "
+                        f"{rec.spec.name}(): {cause}. It is restarting; the call was not "
+                        "retried because max_task_retries is 0."
+                    ),
+                )
+        from .node import TaskRecord
+
+        self._schedule_creation(record, TaskRecord(record.spec))
+
+    def _actor_dead(self, record: ActorRecord, cause: str) -> None:
+        creation = self.tasks.get(record.actor_id)
+        if creation is not None and creation.spec.kind == p.ACTOR_CREATION:
+            # not placed yet, or its constructor is running: drop that attempt
+            del self.tasks[record.actor_id]
+            if creation.state == "pending_resources":
+                self.ready.remove(creation)
+            elif creation.state == "pending_args":
+                for oid in creation.spec.deps:
+                    waiters = self.waiting_on.get(oid)
+                    if waiters and creation in waiters:
+                        waiters.remove(creation)
+            self._release_holds(creation.spec)
+        self.actors.mark_dead(record, cause)
+        # the lifetime hold on the constructor's arguments, taken at creation
+        freed: list[Any] = []
+        for oid in record.spec.deps + record.spec.nested_refs:
+            self.objects.release(oid, freed)
+        for entry in freed:
+            self._release_memory(entry)
+        for rec in self.actors.drain(record):
+            for oid in rec.spec.deps:
+                waiters = self.waiting_on.get(oid)
+                if waiters and rec in waiters:
+                    waiters.remove(rec)
+            self._fail(rec, self._death_error(record))
+        self._maybe_forget(record)
+
+    def _death_error(self, record: ActorRecord, cause: str | None = None) -> BaseException:
+        return ActorDiedError(
+            f"The actor {record.options.class_name} ({record.actor_id.hex()[:12]}) is dead: "
+            f"{cause or record.death_cause}.",
+            cause=record.death_error,
+        )
+
+    def _handles_gone(self, record: ActorRecord) -> None:
+        """The cookie was freed: no handle and no pending call refers to the actor."""
+        if record.state != DEAD:
+            record.no_restart = True
+            record.death_cause = "all references to it went out of scope"
+            worker = record.worker
+            self._actor_dead(record, record.death_cause)
+            if worker is not None:
+                self._kill_worker(worker, signal.SIGTERM)
+        self.actors.forget(record)
+
+    def _maybe_forget(self, record: ActorRecord) -> None:
+        if record.cookie not in self.objects:
+            self.actors.forget(record)
+
+    def _owner_gone(self, conn: ServerConnection) -> None:
+        for record in list(self.actors.actors.values()):
+            mine = record.owner == conn.conn_id and not record.options.detached
+            if mine and record.state != DEAD:
+                record.no_restart = True
+                record.death_cause = f"its owner (pid {conn.pid}) exited"
+                worker = record.worker
+                self._actor_dead(record, record.death_cause)
+                if worker is not None:
+                    self._kill_worker(worker, signal.SIGTERM)
+
+    def on_kill_actor(self, conn: ServerConnection, msg: p.KillActor) -> None:
+        record = self.actors.actors.get(msg.actor_id)
+        if record is None or record.state == DEAD:
+            return
+        if msg.no_restart:
+            record.no_restart = True
+            record.death_cause = "it was killed with jupyter_ray.kill()"
+        if record.worker is not None:
+            self._kill_worker(record.worker)
+        elif msg.no_restart:
+            self._actor_dead(record, record.death_cause)
+
+    def on_actor_exiting(self, conn: ServerConnection, msg: p.ActorExiting) -> None:
+        record = self.actors.actors.get(msg.actor_id)
+        if record is not None:
+            record.exiting_reason = msg.reason
+            record.no_restart = True
+
+    # --- queries ---------------------------------------------------------------------
+
+    def actor_query(self, what: str, arg: Any) -> Any:
+        if what == "get_actor":
+            name, namespace = arg
+            record = self.actors.lookup(name, namespace)
+            return record.info() if record is not None else None
+        if what == "list_named_actors":
+            return self.actors.names(None if arg else "default")
+        if what == "actors":
+            return [
+                {
+                    "actor_id": r.actor_id.hex(),
+                    "class_name": r.options.class_name,
+                    "name": r.options.name,
+                    "state": r.state,
+                    "pid": r.pid,
+                    "restarts": r.restarts,
+                    "death_cause": r.death_cause or None,
+                }
+                for r in self.actors.actors.values()
+            ]
+        raise ValueError(f"unknown actor query {what!r}")
+
+
+_NONE = serialize(None).to_bytes()  # the value of an actor's cookie once it is alive

@@ -1,0 +1,113 @@
+"""The node manager's actor directory: actor records, names, and per-caller call queues.
+
+Plain bookkeeping, no I/O. Calls from one caller run in the order they were submitted:
+each caller has a FIFO, and only its head is released to the actor, once the head's
+arguments are ready. Calls of different callers do not wait for each other.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .protocol import ActorInfo, ActorOptions, TaskSpec
+
+if TYPE_CHECKING:
+    from .scheduler import Grant
+
+PENDING = "PENDING_CREATION"
+ALIVE = "ALIVE"
+RESTARTING = "RESTARTING"
+DEAD = "DEAD"
+
+
+@dataclass(slots=True, eq=False)
+class ActorRecord:
+    actor_id: bytes
+    cookie: bytes
+    spec: TaskSpec  # the creation task, kept to restart the actor
+    options: ActorOptions
+    owner: int
+    state: str = PENDING
+    worker: Any = None  # node.WorkerState while the actor has a process
+    pid: int = 0
+    grant: Grant | None = None
+    restarts: int = 0
+    death_cause: str = ""
+    death_error: BaseException | None = None  # what the constructor raised
+    no_restart: bool = False
+    exiting_reason: str = ""
+    queues: dict[int, deque[Any]] = field(default_factory=dict)  # caller -> TaskRecords
+    inflight: dict[bytes, Any] = field(default_factory=dict)  # task id -> TaskRecord
+
+    @property
+    def name(self) -> str | None:
+        return self.options.name
+
+    def info(self) -> ActorInfo:
+        return ActorInfo(self.actor_id, self.cookie, self.options)
+
+    def queued(self) -> int:
+        return sum(len(q) for q in self.queues.values())
+
+
+class ActorDirectory:
+    """Every actor this node knows, with the named-actor registry."""
+
+    def __init__(self) -> None:
+        self.actors: dict[bytes, ActorRecord] = {}
+        self.by_cookie: dict[bytes, ActorRecord] = {}
+        self.named: dict[tuple[str, str], bytes] = {}
+
+    def add(self, record: ActorRecord) -> None:
+        self.actors[record.actor_id] = record
+        self.by_cookie[record.cookie] = record
+        if record.options.name:
+            self.named[(record.options.namespace, record.options.name)] = record.actor_id
+
+    def lookup(self, name: str, namespace: str) -> ActorRecord | None:
+        actor_id = self.named.get((namespace, name))
+        return self.actors.get(actor_id) if actor_id is not None else None
+
+    def mark_dead(self, record: ActorRecord, cause: str) -> None:
+        record.state = DEAD
+        record.death_cause = record.death_cause or cause
+        record.worker = None
+        key = (record.options.namespace, record.options.name or "")
+        if record.options.name and self.named.get(key) == record.actor_id:
+            del self.named[key]
+
+    def forget(self, record: ActorRecord) -> None:
+        """Drop a dead actor once nothing refers to it."""
+        self.actors.pop(record.actor_id, None)
+        self.by_cookie.pop(record.cookie, None)
+
+    def enqueue(self, record: ActorRecord, caller: int, task: Any) -> None:
+        q = record.queues.get(caller)
+        if q is None:
+            q = record.queues[caller] = deque()
+        q.append(task)
+
+    def releasable(self, record: ActorRecord) -> list[Any]:
+        """Pop, in order, the calls whose turn has come and whose arguments are ready."""
+        out: list[Any] = []
+        for caller, q in list(record.queues.items()):
+            while q and q[0].missing == 0:
+                out.append(q.popleft())
+            if not q:
+                del record.queues[caller]
+        return out
+
+    def drain(self, record: ActorRecord) -> list[Any]:
+        """Remove and return every queued call (the actor died)."""
+        out = [t for q in record.queues.values() for t in q]
+        record.queues.clear()
+        return out
+
+    def names(self, namespace: str | None) -> list[dict[str, str]]:
+        return [
+            {"name": name, "namespace": ns}
+            for (ns, name), _ in self.named.items()
+            if namespace is None or ns == namespace
+        ]
