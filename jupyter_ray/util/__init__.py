@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import queue
 from .actor_pool import ActorPool
 
-__all__ = ["ActorPool", "list_named_actors"]
+__all__ = ["ActorPool", "list_named_actors", "queue"]
 
 
 def list_named_actors(all_namespaces: bool = False) -> list[Any]:
