@@ -1,4 +1,4 @@
-"""Process entry points: ``python -m jupyter_ray.runtime node|worker ARGS``.
+"""Process entry points: ``python -m jupyter_ray.runtime node|worker|zygote ARGS``.
 
 Going through this module, rather than ``-m jupyter_ray.runtime.node``, keeps each module
 imported once under its real name, so classes such as ``TaskRecord`` have one identity.
@@ -20,8 +20,12 @@ def main() -> None:
         from .worker import main as worker_main
 
         worker_main(args)
+    elif role == "zygote":
+        from .zygote import main as zygote_main
+
+        zygote_main(args)
     else:
-        sys.exit("usage: python -m jupyter_ray.runtime node|worker ARGS (internal)")
+        sys.exit("usage: python -m jupyter_ray.runtime node|worker|zygote ARGS (internal)")
 
 
 if __name__ == "__main__":

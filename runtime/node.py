@@ -18,7 +18,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +31,7 @@ from .actors import ActorDirectory, ActorRecord
 from .exceptions import ObjectStoreFullError, TaskCancelledError, WorkerCrashedError
 from .ids import object_id_for, random_id, task_id_of
 from .objects import ObjectEntry, ObjectTable
+from .processes import WorkerProcesses
 from .scheduler import Grant, ReadyQueue, ResourceLedger
 from .serialization import serialize
 from .store import Allocator, Arena, aligned, create_file, write_file
@@ -97,14 +97,17 @@ class NodeManager(ActorManager):
         self.conns: dict[int, ServerConnection] = {}
         self.workers: dict[int, WorkerState] = {}
         self.idle: deque[WorkerState] = deque()
-        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        env = dict(os.environ)
+        env.update(worker_env or {})
+        env["JUPYTER_RAY_WORKER"] = "1"
+        self.processes = WorkerProcesses(self.socket_path, self.logs_dir, env, self._process_exited)
         self.starting = 0
+        self._said_hello: set[int] = set()
         self.functions: dict[bytes, tuple[str, bytes]] = {}
         self.actors = ActorDirectory()
         self.tasks: dict[bytes, TaskRecord] = {}
         self.waiting_on: dict[bytes, list[TaskRecord]] = {}
         self.pending_allocs: dict[int, dict[bytes, p.Payload]] = {}
-        self.worker_env = worker_env or {}
         self.pool_size = max(1, int(self.ledger.total.get("CPU", 1)))
         self._next_conn = 0
         self._stopping = asyncio.Event()
@@ -139,6 +142,7 @@ class NodeManager(ActorManager):
         loop = asyncio.get_running_loop()
         self._server = await loop.create_unix_server(self._new_connection, self.socket_path)
         os.chmod(self.socket_path, 0o600)
+        self.processes.start_zygote()
         for _ in range(self.pool_size):
             self._start_worker()
         if on_ready is not None:
@@ -161,32 +165,25 @@ class NodeManager(ActorManager):
             self._server.close()
         for conn in list(self.conns.values()):
             conn.close()
-        for proc in list(self.procs.values()):
-            if proc.poll() is None:
-                proc.terminate()
-        deadline = time.monotonic() + 2.0
-        for proc in list(self.procs.values()):
-            while proc.poll() is None and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        await self.processes.stop_all()
         self.arena.unlink()
         shutil.rmtree(self.spill_dir, ignore_errors=True)
         if self.embedded:  # the session is ours alone; the driver may be gone
             shutil.rmtree(self.session_dir, ignore_errors=True)
 
+    def _process_exited(self, pid: int) -> None:
+        if not any(w.pid == pid for w in self.workers.values()) and pid not in self._said_hello:
+            # it died before it said hello: stop waiting for it
+            self.starting = max(0, self.starting - 1)
+            self._maintain_pool()
+            self._dispatch_tasks()
+        self._said_hello.discard(pid)
+
     async def _housekeeping(self) -> None:
         """Reap exited worker processes and retire surplus idle workers."""
         while True:
             await asyncio.sleep(0.5)
-            for pid, proc in list(self.procs.items()):
-                if proc.poll() is not None:
-                    del self.procs[pid]
-                    if not any(w.pid == pid for w in self.workers.values()):
-                        # died before it said hello
-                        self.starting = max(0, self.starting - 1)
-                        self._dispatch_tasks()
+            self.processes.reap()
             now = time.monotonic()
             surplus = len(self.workers) - self.pool_size
             for w in list(self.idle):
@@ -256,6 +253,7 @@ class NodeManager(ActorManager):
         )
         if msg.role == "worker":
             self.starting = max(0, self.starting - 1)
+            self._said_hello.add(msg.pid)
             worker = WorkerState(conn, msg.pid, msg.worker_id)
             self.workers[conn.conn_id] = worker
             self.idle.append(worker)
@@ -285,7 +283,7 @@ class NodeManager(ActorManager):
         if what == "workers":
             return [{"pid": w.pid, "busy": w.task is not None} for w in self.workers.values()]
         if what == "worker_pids":  # every worker process started and not yet reaped
-            return [pid for pid, proc in self.procs.items() if proc.poll() is None]
+            return self.processes.pids()
         if what in ACTOR_QUERIES:
             return self.actor_query(what, arg)
         if what == "has_object":
@@ -679,12 +677,7 @@ class NodeManager(ActorManager):
                 rec.worker.conn.send(p.CancelTask(task_id, False))
 
     def _kill_worker(self, worker: WorkerState, sig: int = signal.SIGKILL) -> None:
-        proc = self.procs.get(worker.pid)
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(sig)
-        elif proc is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(worker.pid, sig)
+        self.processes.kill(worker.pid, sig)
 
     def on_log_lines(self, conn: ServerConnection, msg: p.LogLines) -> None:
         rec = self.tasks.get(msg.task_id)
@@ -698,36 +691,14 @@ class NodeManager(ActorManager):
     # --- workers ---------------------------------------------------------------------
 
     def _start_worker(self) -> None:
-        worker_id = random_id(8)
-        env = dict(os.environ)
-        env.update(self.worker_env)
-        env["JUPYTER_RAY_WORKER"] = "1"
-        log_path = os.path.join(self.logs_dir, f"worker-{worker_id}.log")
-        with open(log_path, "ab") as out:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "jupyter_ray.runtime",
-                    "worker",
-                    self.socket_path,
-                    worker_id,
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=env.get("JUPYTER_RAY_CWD") or None,
-            )
-        self.procs[proc.pid] = proc
+        self.processes.spawn(random_id(8))
         self.starting += 1
 
     def _on_worker_lost(self, worker: WorkerState) -> None:
         if worker in self.idle:
             self.idle.remove(worker)
         rec = worker.task
-        proc = self.procs.get(worker.pid)
-        code = proc.poll() if proc is not None else None
+        code = self.processes.exit_code(worker.pid)
         if worker.actor is not None:
             self.actor_process_lost(worker.actor, code)
         elif rec is not None:

@@ -35,11 +35,16 @@ def _not_zombie(pid: int) -> bool:
 
 def test_shutdown_stops_node_and_workers_and_removes_the_session(ray_start: Any) -> None:
     info = ray_start()
-    pids = ray.api._require_client().query("worker_pids")
     node = ray.api._node
-    assert node is not None and pids
+    assert node is not None
+    deadline = time.monotonic() + 30
+    while len(ray.api._require_client().query("worker_pids")) < 2:
+        assert time.monotonic() < deadline, "the pool never started"
+        time.sleep(0.02)
+    family = [p.pid for p in psutil.Process(node.proc.pid).children(recursive=True)]
+    assert len(family) >= 3  # the zygote and two workers
     ray.shutdown()
-    assert _wait_gone([node.proc.pid, *pids]) == []
+    assert _wait_gone([node.proc.pid, *family]) == []
     assert not os.path.exists(info.session_dir)
 
 
@@ -51,8 +56,12 @@ def test_killed_driver_takes_its_runtime_down(tmp_path: Any) -> None:
             import os, sys, time
             import jupyter_ray as ray
             ray.init(num_cpus=2, object_store_memory=64 << 20)
+            import psutil
             client = ray.api._require_client()
-            pids = client.query("worker_pids") + [ray.api._node.proc.pid]
+            while len(client.query("worker_pids")) < 2:
+                time.sleep(0.02)
+            node = psutil.Process(ray.api._node.proc.pid)
+            pids = [p.pid for p in node.children(recursive=True)] + [node.pid]
             print(" ".join(map(str, pids)), ray.api._node.session_dir, flush=True)
             time.sleep(600)
             """
