@@ -15,7 +15,7 @@ Importing is cheap and has no side effects; nothing starts until ``init()`` (or 
 ``.remote()`` call).
 """
 
-from . import actor, exceptions, util
+from . import actor, exceptions, state, util
 from .actor import ActorClass, ActorHandle, get_actor, kill, method
 from .api import (
     RuntimeInfo,
@@ -35,6 +35,7 @@ from .api import (
 from .remote_function import RemoteFunction
 from .runtime.object_ref import ObjectRef
 from .runtime_context import RuntimeContext, get_runtime_context
+from .state import timeline
 
 __version__ = "0.1.0"
 
@@ -63,6 +64,8 @@ __all__ = [
     "put",
     "remote",
     "shutdown",
+    "state",
+    "timeline",
     "util",
     "wait",
 ]

@@ -84,6 +84,7 @@ def init(
     log_to_driver: bool = True,
     logging_level: Any = None,
     configure_logging: bool = True,
+    _system_config: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> RuntimeInfo:
     """Start a local runtime (``address=None``) or attach to one, and connect this process.
@@ -91,8 +92,13 @@ def init(
     >>> import jupyter_ray as ray
     >>> ray.init(num_cpus=2)          # doctest: +SKIP
 
+    ``address="auto"`` attaches to the newest runtime running on this machine (one
+    started by another process, a notebook server or the command line); so does
+    ``address=None`` when the ``JUPYTER_RAY_ADDRESS`` environment variable is set.
+    ``_system_config={"task_history": N}`` sets how many finished tasks the state API
+    remembers (default 10,000); ``{"record_tasks": False}`` turns task records off.
     ``include_dashboard``, ``namespace``, ``runtime_env``, ``logging_level`` and
-    ``configure_logging`` are accepted for compatibility with Ray programs.
+    ``configure_logging`` are accepted for compatibility with Ray.
     """
     global _node
     if "redis_address" in kwargs:
@@ -119,12 +125,10 @@ def init(
                 "Maybe you called jupyter_ray.init twice by accident? Call "
                 "jupyter_ray.shutdown() first, or pass ignore_reinit_error=True."
             )
+        if address is None:
+            address = os.environ.get("JUPYTER_RAY_ADDRESS") or None
         if address not in (None, "local"):
-            raise ConnectionError(
-                f"Could not find a running jupyter_ray cluster at {address!r}. Start one "
-                "with 'jupyter-ray start --head', or call init() with no address to run a "
-                "local runtime inside this session."
-            )
+            return _attach(address, log_to_driver)
         cpus = _count("num_cpus", num_cpus, float(os.cpu_count() or 1))
         gpus = _count("num_gpus", num_gpus, float(_detect_gpus()))
         custom = validate_resources(resources)
@@ -146,7 +150,18 @@ def init(
             "node:127.0.0.1": 1.0,
             **custom,
         }
-        node = start_local_node(totals, store)
+        config = dict(_system_config or {})
+        history = int(config.pop("task_history", 10_000))
+        if history < 0:
+            raise ValueError(f"_system_config['task_history'] must be >= 0, got {history}")
+        if not config.pop("record_tasks", True):
+            history = -1  # no task records at all (used to measure their cost)
+        if config:
+            raise ValueError(
+                f"unknown _system_config keys {sorted(config)}; supported: task_history, "
+                "record_tasks"
+            )
+        node = start_local_node(totals, store, task_history=history)
         try:
             client = CoreClient(node.socket_path, "driver", owns_node=True)
         except BaseException:
@@ -158,6 +173,34 @@ def init(
         _node = node
         context.set_client(client)
         return _info()
+
+
+def _attach(address: str, log_to_driver: bool) -> RuntimeInfo:
+    """Connect this process to a runtime it did not start."""
+    from .runtime.discovery import find_sessions
+
+    if address == "auto":
+        sessions = find_sessions()
+        if not sessions:
+            raise ConnectionError(
+                "init(address='auto') found no jupyter_ray runtime running on this machine. "
+                "Start one with 'jupyter-ray start --head' or from a notebook server, or "
+                "call init() with no address to run one inside this process."
+            )
+        socket_path = sessions[0].socket
+    elif address.endswith(".sock") and os.path.exists(address):
+        socket_path = address
+    else:
+        raise ConnectionError(
+            f"Could not find a running jupyter_ray cluster at {address!r}. Start one "
+            "with 'jupyter-ray start --head', use address='auto' for one on this machine, "
+            "or call init() with no address to run a local runtime inside this session."
+        )
+    client = CoreClient(socket_path, "driver")
+    if not log_to_driver:
+        client.on_log = lambda msg: None
+    context.set_client(client)
+    return _info()
 
 
 def _info() -> RuntimeInfo:

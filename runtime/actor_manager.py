@@ -19,8 +19,10 @@ from .actors import ALIVE, DEAD, RESTARTING, ActorDirectory, ActorRecord
 from .exceptions import ActorDiedError, RayActorError
 from .ids import object_id_for
 from .serialization import deserialize, serialize
+from .state_schema import PENDING_ARGS, PENDING_RESOURCES
 
 if TYPE_CHECKING:
+    from .feed import ChangeFeed
     from .node import TaskRecord, WorkerState
     from .objects import ObjectTable
     from .scheduler import Grant, ReadyQueue, ResourceLedger
@@ -39,6 +41,7 @@ class ActorManager:
     tasks: dict[bytes, TaskRecord]
     conns: dict[int, ServerConnection]
     waiting_on: dict[bytes, list[TaskRecord]]
+    feed: ChangeFeed
 
     if TYPE_CHECKING:
 
@@ -53,6 +56,7 @@ class ActorManager:
         def _release_payload(self, payload: p.Payload) -> None: ...
         def _kill_worker(self, worker: WorkerState, sig: int = ...) -> None: ...
         def _release_memory(self, entry: Any) -> None: ...
+        def _record_done(self, rec: TaskRecord, results: list[p.Payload]) -> None: ...
         def _maintain_pool(self) -> None: ...
         def _dispatch_tasks(self) -> None: ...
 
@@ -108,6 +112,7 @@ class ActorManager:
         record.worker = worker
         record.pid = worker.pid
         record.grant = grant
+        self.feed.touch("actors", record.actor_id.hex())
         self._maintain_pool()
 
     def actor_task_done(self, rec: TaskRecord, msg: p.TaskDone) -> None:
@@ -122,6 +127,8 @@ class ActorManager:
 
     def _creation_done(self, record: ActorRecord, rec: TaskRecord, msg: p.TaskDone) -> None:
         self.tasks.pop(rec.spec.task_id, None)
+        self._record_done(rec, msg.results)
+        self.feed.touch("actors", record.actor_id.hex())
         self._release_holds(rec.spec)
         if record.grant is not None and not record.options.hold_resources:
             # Placement needs the resources; a running actor holds none unless asked to.
@@ -197,6 +204,7 @@ class ActorManager:
     # --- death and restarts ----------------------------------------------------------
 
     def actor_process_lost(self, record: ActorRecord, exit_code: int | None) -> None:
+        self.feed.touch("actors", record.actor_id.hex())
         if record.grant is not None:
             self.ledger.release(record.grant)
             record.grant = None
@@ -229,7 +237,8 @@ class ActorManager:
         for rec in reversed(inflight):
             if rec.retries_left > 0:
                 rec.retries_left -= 1
-                rec.state = "pending_resources"
+                rec.attempt += 1
+                rec.state = PENDING_RESOURCES
                 record.queues.setdefault(rec.spec.owner, deque()).appendleft(rec)
             else:
                 self._fail(
@@ -249,15 +258,16 @@ class ActorManager:
         if creation is not None and creation.spec.kind == p.ACTOR_CREATION:
             # not placed yet, or its constructor is running: drop that attempt
             del self.tasks[record.actor_id]
-            if creation.state == "pending_resources":
+            if creation.state == PENDING_RESOURCES:
                 self.ready.remove(creation)
-            elif creation.state == "pending_args":
+            elif creation.state == PENDING_ARGS:
                 for oid in creation.spec.deps:
                     waiters = self.waiting_on.get(oid)
                     if waiters and creation in waiters:
                         waiters.remove(creation)
             self._release_holds(creation.spec)
         self.actors.mark_dead(record, cause)
+        self.feed.touch("actors", record.actor_id.hex())
         # the lifetime hold on the constructor's arguments, taken at creation
         freed: list[Any] = []
         for oid in record.spec.deps + record.spec.nested_refs:

@@ -21,8 +21,8 @@ _task: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar("task
 actor_id: bytes | None = None
 """Set in a worker that hosts an actor."""
 
-cell_id_provider: Callable[[], str | None] | None = None
-"""Set by the Jupyter layer: returns the id of the notebook cell now executing, if any."""
+cell_id_provider: Callable[[], tuple[str | None, int | None]] | None = None
+"""Set by the Jupyter layer: returns (cell id, execution count) of the cell now running."""
 
 
 @dataclass(slots=True)
@@ -31,6 +31,7 @@ class TaskContext:
     name: str
     gpu_ids: list[int] = field(default_factory=list)
     cell_id: str | None = None
+    cell_execution_count: int | None = None
     cancel_requested: bool = False
 
 
@@ -51,14 +52,20 @@ def set_current_task(ctx: TaskContext | None) -> None:
     _task.set(ctx)
 
 
-def current_cell_id() -> str | None:
-    """The cell id to stamp on a new task: inherited inside a task, else from the kernel."""
+def current_cell() -> tuple[str | None, int | None]:
+    """(cell id, execution count) to stamp on a new task: inherited inside a task, else
+    asked of the kernel-side provider; (None, None) outside notebooks."""
     ctx = current_task()
     if ctx is not None:
-        return ctx.cell_id
+        return ctx.cell_id, ctx.cell_execution_count
     if cell_id_provider is not None:
         try:
-            return cell_id_provider()
+            cell_id, count = cell_id_provider()
+            return cell_id, count
         except Exception:  # a broken provider must never break task submission
-            return None
-    return None
+            return None, None
+    return None, None
+
+
+def current_cell_id() -> str | None:
+    return current_cell()[0]

@@ -282,6 +282,7 @@ class CoreClient:
         blob, deps, nested, keep = self._serialize_args(args, kwargs)
         task_id = new_task_id()
         ctx = context.current_task()
+        cell = context.current_cell()
         spec = p.TaskSpec(
             task_id,
             name,
@@ -295,7 +296,8 @@ class CoreClient:
             retry_exceptions,
             max_calls,
             parent_task=ctx.task_id if ctx is not None else None,
-            cell_id=context.current_cell_id(),
+            cell_id=cell[0],
+            cell_execution_count=cell[1],
             kind=p.TASK if actor_id is None else p.ACTOR_METHOD,
             actor_id=actor_id,
             method=method,
@@ -324,6 +326,7 @@ class CoreClient:
         blob, deps, nested, keep = self._serialize_args(args, kwargs)
         task_id = new_task_id()
         ctx = context.current_task()
+        cell = context.current_cell()
         spec = p.TaskSpec(
             task_id,
             name,
@@ -337,7 +340,8 @@ class CoreClient:
             False,
             0,
             parent_task=ctx.task_id if ctx is not None else None,
-            cell_id=context.current_cell_id(),
+            cell_id=cell[0],
+            cell_execution_count=cell[1],
             kind=p.ACTOR_CREATION,
             actor_id=task_id,
         )
@@ -402,8 +406,8 @@ class CoreClient:
             data = so.to_bytes()
             ref = self._new_owned_ref(oid)
             with self._lock:
-                self._values[oid] = p.Payload(data=data, size=len(data))
-            self.send(p.PutInline(oid, data, so.contained))
+                self._values[oid] = p.Payload(data=data, size=len(data), type_name=so.type_name)
+            self.send(p.PutInline(oid, data, so.contained, so.type_name))
             return ref
         payload = self.write_object(oid, so)
         ref = self._new_owned_ref(oid)
@@ -417,6 +421,7 @@ class CoreClient:
             err = deserialize(memoryview(reply.error))
             raise err
         payload: p.Payload = reply.payload
+        payload.type_name = so.type_name
         if payload.path is not None:
             view = map_file_writable(payload.path, payload.size)
             try:

@@ -60,7 +60,10 @@ def shm_dir() -> str:
 
 
 def start_local_node(
-    resources: dict[str, float], object_store_memory: int, timeout: float = 30.0
+    resources: dict[str, float],
+    object_store_memory: int,
+    timeout: float = 30.0,
+    task_history: int = 10_000,
 ) -> LocalNode:
     """Start a node manager (and its workers) and wait until it listens."""
     # The session directory holds the socket and the arena; sockets need short paths.
@@ -85,6 +88,8 @@ def start_local_node(
         str(object_store_memory),
         "--worker-env",
         json.dumps(worker_env),
+        "--task-history",
+        str(task_history),
     ]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
     assert proc.stdout is not None

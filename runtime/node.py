@@ -28,13 +28,27 @@ from typing import Any
 from . import protocol as p
 from .actor_manager import ACTOR_QUERIES, ActorManager
 from .actors import ActorDirectory, ActorRecord
+from .discovery import remove_session, write_session
 from .exceptions import ObjectStoreFullError, TaskCancelledError, WorkerCrashedError
+from .feed import ChangeFeed
+from .history import TaskHistory
 from .ids import object_id_for, random_id, task_id_of
 from .objects import ObjectEntry, ObjectTable
 from .processes import WorkerProcesses
 from .scheduler import Grant, ReadyQueue, ResourceLedger
 from .serialization import serialize
+from .state_schema import (
+    CANCELLED,
+    FAILED,
+    FINISHED,
+    PENDING_ARGS,
+    PENDING_RESOURCES,
+    RUNNING,
+    SCHEDULED,
+)
+from .state_view import STATE_QUERIES, StateView
 from .store import Allocator, Arena, aligned, create_file, write_file
+from .telemetry import Telemetry
 from .transport import ServerConnection
 
 log = logging.getLogger("jupyter_ray.node")
@@ -60,7 +74,14 @@ class WorkerState:
 class TaskRecord:
     spec: p.TaskSpec
     missing: int = 0
-    state: str = "pending_args"  # pending_args, pending_resources, running
+    state: str = PENDING_ARGS  # PENDING_ARGS, PENDING_RESOURCES, then SCHEDULED
+    times: dict[str, float] = field(default_factory=dict)
+    attempt: int = 0
+    owner_pid: int = 0
+    worker_pid: int | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    ended: float = 0.0
     worker: WorkerState | None = None
     grant: Grant | None = None
     retries_left: int = 0
@@ -69,7 +90,7 @@ class TaskRecord:
     actor: ActorRecord | None = None
 
 
-class NodeManager(ActorManager):
+class NodeManager(ActorManager, StateView):
     """State and handlers of one node; see the module docstring for threading."""
 
     def __init__(
@@ -79,6 +100,7 @@ class NodeManager(ActorManager):
         object_store_memory: int,
         embedded: bool = True,
         worker_env: dict[str, str] | None = None,
+        task_history: int = 10_000,
     ) -> None:
         self.node_id = random_id(14)
         self.session_dir = session_dir
@@ -105,6 +127,10 @@ class NodeManager(ActorManager):
         self._said_hello: set[int] = set()
         self.functions: dict[bytes, tuple[str, bytes]] = {}
         self.actors = ActorDirectory()
+        self.history = TaskHistory(max(task_history, 0))
+        self.recording = task_history >= 0  # -1 turns task recording off (benchmarks)
+        self.feed = ChangeFeed()
+        self.telemetry = Telemetry()
         self.tasks: dict[bytes, TaskRecord] = {}
         self.waiting_on: dict[bytes, list[TaskRecord]] = {}
         self.pending_allocs: dict[int, dict[bytes, p.Payload]] = {}
@@ -134,6 +160,8 @@ class NodeManager(ActorManager):
             p.CreateActor: self.on_create_actor,
             p.KillActor: self.on_kill_actor,
             p.ActorExiting: self.on_actor_exiting,
+            p.FeedSubscribe: self.on_feed_subscribe,
+            p.FeedResync: self.on_feed_resync,
         }
 
     # --- life cycle ------------------------------------------------------------------
@@ -145,13 +173,16 @@ class NodeManager(ActorManager):
         self.processes.start_zygote()
         for _ in range(self.pool_size):
             self._start_worker()
+        write_session(self.node_id, self.socket_path, self.embedded)
         if on_ready is not None:
             on_ready()
         housekeeping = asyncio.ensure_future(self._housekeeping())
+        feed = asyncio.ensure_future(self._feed_loop())
         try:
             await self._stopping.wait()
         finally:
             housekeeping.cancel()
+            feed.cancel()
             await self._teardown()
 
     def _new_connection(self) -> ServerConnection:
@@ -161,6 +192,7 @@ class NodeManager(ActorManager):
         return conn
 
     async def _teardown(self) -> None:
+        remove_session(self.node_id)
         if self._server is not None:
             self._server.close()
         for conn in list(self.conns.values()):
@@ -179,11 +211,26 @@ class NodeManager(ActorManager):
             self._dispatch_tasks()
         self._said_hello.discard(pid)
 
+    async def _feed_loop(self) -> None:
+        """Flush the change feed every ``feed.interval`` seconds while anyone listens."""
+        while True:
+            await asyncio.sleep(self.feed.interval)
+            if self.feed.active:
+                self.feed.touch("nodes", self.node_id)
+                self.feed.flush(self.lookup, self.snapshot)
+
     async def _housekeeping(self) -> None:
-        """Reap exited worker processes and retire surplus idle workers."""
+        """Reap exited workers, retire surplus idle ones, sample machine telemetry."""
+        loop = asyncio.get_running_loop()
+        gpu_tools = shutil.which("nvidia-smi") is not None or _has_module("pynvml")
+        ticks = 0
         while True:
             await asyncio.sleep(0.5)
+            ticks += 1
             self.processes.reap()
+            self.telemetry.refresh_cpu_memory()
+            if gpu_tools and ticks % 4 == 0:
+                await loop.run_in_executor(None, self.telemetry.read_gpus)
             now = time.monotonic()
             surplus = len(self.workers) - self.pool_size
             for w in list(self.idle):
@@ -221,6 +268,7 @@ class NodeManager(ActorManager):
 
     def _on_lost(self, conn: ServerConnection) -> None:
         self.conns.pop(conn.conn_id, None)
+        self.feed.unsubscribe(conn.conn_id)
         freed: list[ObjectEntry] = []
         reclaim = self.objects.drop_connection(conn.conn_id, freed)
         for entry in freed + reclaim:
@@ -284,6 +332,8 @@ class NodeManager(ActorManager):
             return [{"pid": w.pid, "busy": w.task is not None} for w in self.workers.values()]
         if what == "worker_pids":  # every worker process started and not yet reaped
             return self.processes.pids()
+        if what in STATE_QUERIES:
+            return self.state_query(what, arg)
         if what in ACTOR_QUERIES:
             return self.actor_query(what, arg)
         if what == "has_object":
@@ -306,6 +356,21 @@ class NodeManager(ActorManager):
             "alive": True,
         }
 
+    def on_feed_subscribe(self, conn: ServerConnection, msg: p.FeedSubscribe) -> None:
+        self.feed.subscribe(conn, self.snapshot)
+
+    def on_feed_resync(self, conn: ServerConnection, msg: p.FeedResync) -> None:
+        self.feed.resync(conn.conn_id, self.snapshot)
+
+    def _mark(self, rec: TaskRecord, state: str, when: float | None = None) -> None:
+        """Record a task's state transition, for the state API and the feed."""
+        rec.state = state
+        if not self.recording:
+            return
+        rec.times[state] = when if when is not None else time.time()
+        if self.feed.subscribers:
+            self.feed.touch("tasks", rec.spec.task_id.hex())
+
     def on_shutdown(self, conn: ServerConnection, msg: p.Shutdown) -> None:
         self._stopping.set()
 
@@ -313,7 +378,8 @@ class NodeManager(ActorManager):
 
     def on_put_inline(self, conn: ServerConnection, msg: p.PutInline) -> None:
         self.objects.create(msg.object_id, conn.conn_id)
-        self._sealed(msg.object_id, p.Payload(data=msg.data, size=len(msg.data)), msg.contained)
+        payload = p.Payload(data=msg.data, size=len(msg.data), type_name=msg.type_name)
+        self._sealed(msg.object_id, payload, msg.contained)
 
     async def on_create_object(self, conn: ServerConnection, msg: p.CreateObject) -> None:
         try:
@@ -334,6 +400,8 @@ class NodeManager(ActorManager):
         if entry is None:  # nobody holds a ref any more
             self._release_payload(payload)
             return
+        if self.feed.subscribers:
+            self.feed.touch("objects", object_id.hex())
         for conn_id, want_value in entry.waiters:
             conn = self.conns.get(conn_id)
             if conn is not None:
@@ -341,7 +409,7 @@ class NodeManager(ActorManager):
         entry.waiters.clear()
         for rec in self.waiting_on.pop(object_id, ()):
             rec.missing -= 1
-            if rec.missing == 0 and rec.state == "pending_args":
+            if rec.missing == 0 and rec.state == PENDING_ARGS:
                 self._deps_ready(rec)
 
     def _deliver(self, conn: ServerConnection, entry: ObjectEntry, want_value: bool) -> None:
@@ -365,6 +433,9 @@ class NodeManager(ActorManager):
                 entry.waiters.append((conn.conn_id, msg.want_value))
 
     def on_ref_update(self, conn: ServerConnection, msg: p.RefUpdate) -> None:
+        if self.feed.subscribers:
+            for oid in msg.add + msg.remove:
+                self.feed.touch("objects", oid.hex())
         for oid in msg.add:
             self.objects.add_ref(oid, conn.conn_id)
         if msg.remove:
@@ -381,6 +452,8 @@ class NodeManager(ActorManager):
                 self._release_memory(entry)
 
     def _release_memory(self, entry: ObjectEntry) -> None:
+        if self.feed.subscribers:
+            self.feed.gone("objects", entry.object_id.hex())
         actor = self.actors.by_cookie.get(entry.object_id)
         if actor is not None:
             self._handles_gone(actor)
@@ -454,7 +527,9 @@ class NodeManager(ActorManager):
                     self._release_payload(payload)
                 continue
             self.alloc.free(payload.offset, payload.size)
-            entry.payload = p.Payload(path=path, size=payload.size, offset=-2)
+            entry.payload = p.Payload(
+                path=path, size=payload.size, offset=-2, type_name=payload.type_name
+            )
             self.spilled_bytes += payload.size
 
     # --- tasks -----------------------------------------------------------------------
@@ -480,6 +555,9 @@ class NodeManager(ActorManager):
         for oid in spec.nested_refs:
             self.objects.hold(oid)
         self.tasks[spec.task_id] = rec
+        self.history.submitted += 1
+        rec.owner_pid = self._pid_of(spec.owner)
+        self._mark(rec, PENDING_ARGS)
         for oid in spec.deps:
             entry = self.objects.get(oid)
             if entry is None or entry.payload is None:
@@ -494,7 +572,7 @@ class NodeManager(ActorManager):
             self._enqueue(rec)
 
     def _enqueue(self, rec: TaskRecord) -> None:
-        rec.state = "pending_resources"
+        self._mark(rec, PENDING_RESOURCES)
         demand = rec.spec.resources
         if not self.ledger.feasible(demand):
             key = tuple(sorted(demand.items()))
@@ -542,8 +620,9 @@ class NodeManager(ActorManager):
 
     def _send_task(self, rec: TaskRecord, worker: WorkerState, gpu_ids: list[int]) -> None:
         spec = rec.spec
-        rec.state = "running"
+        self._mark(rec, SCHEDULED)
         rec.worker = worker
+        rec.worker_pid = worker.pid
         fn_payload = None
         if spec.kind != p.ACTOR_METHOD and spec.fn_id not in worker.functions:
             fn_payload = self.functions[spec.fn_id][1]
@@ -563,6 +642,12 @@ class NodeManager(ActorManager):
     def on_task_done(self, conn: ServerConnection, msg: p.TaskDone) -> None:
         worker = self.workers.get(conn.conn_id)
         rec = self.tasks.get(msg.task_id)
+        if rec is not None:
+            if msg.started:
+                self._mark(rec, RUNNING, msg.started)
+            rec.error_type = msg.error_type
+            rec.error_message = msg.error_message
+            rec.ended = msg.ended
         if rec is not None and rec.spec.kind != p.TASK:
             self.actor_task_done(rec, msg)
             return
@@ -577,6 +662,7 @@ class NodeManager(ActorManager):
             rec.grant = None
         if msg.retry and rec.retries_left > 0 and not rec.cancelled:
             rec.retries_left -= 1
+            rec.attempt += 1
             for payload in msg.results:
                 self._release_payload(payload)
             self._enqueue(rec)
@@ -599,6 +685,7 @@ class NodeManager(ActorManager):
     ) -> None:
         spec = rec.spec
         self.tasks.pop(spec.task_id, None)
+        self._record_done(rec, results)
         owner = self.conns.get(spec.owner)
         for i, payload in enumerate(results):
             oid = object_id_for(spec.task_id, i)
@@ -615,6 +702,21 @@ class NodeManager(ActorManager):
                 owner.send(p.ObjectAvailable(oid, payload))
         self._release_holds(spec)
 
+    def _record_done(self, rec: TaskRecord, results: list[p.Payload]) -> None:
+        """Move a finished task to the history, in its final state."""
+        if rec.cancelled or rec.error_type == "TaskCancelledError":
+            state = CANCELLED
+        elif rec.error_type is not None or any(r.error for r in results):
+            state = FAILED
+        else:
+            state = FINISHED
+        self._mark(rec, state, rec.ended or None)
+        if not self.recording:
+            return
+        gone = self.history.add(self.task_state(rec))
+        if gone is not None and self.feed.subscribers:
+            self.feed.gone("tasks", gone.task_id)
+
     def _release_holds(self, spec: p.TaskSpec) -> None:
         freed: list[ObjectEntry] = []
         for oid in spec.deps:
@@ -629,6 +731,9 @@ class NodeManager(ActorManager):
             self._release_memory(entry)
 
     def _fail(self, rec: TaskRecord, error: BaseException) -> None:
+        rec.error_type = type(error).__name__
+        rec.error_message = str(error)[:1000]
+        rec.ended = 0.0
         data = serialize(error).to_bytes()
         payload = p.Payload(data=data, size=len(data), error=True)
         self._finish(rec, [payload] * rec.spec.num_returns, [])
@@ -659,13 +764,13 @@ class NodeManager(ActorManager):
         error = TaskCancelledError(rec.spec.name)
         if rec.spec.kind == p.ACTOR_METHOD and rec.state != "running":
             self.unqueue_actor_call(rec)
-        if rec.state == "pending_args":
+        if rec.state == PENDING_ARGS:
             for oid in rec.spec.deps:
                 waiters = self.waiting_on.get(oid)
                 if waiters and rec in waiters:
                     waiters.remove(rec)
             self._fail(rec, error)
-        elif rec.state == "pending_resources":
+        elif rec.state == PENDING_RESOURCES:
             if rec.spec.kind != p.ACTOR_METHOD:
                 self.ready.remove(rec)
             self._fail(rec, error)
@@ -710,6 +815,7 @@ class NodeManager(ActorManager):
                 self._fail(rec, TaskCancelledError(rec.spec.name))
             elif rec.retries_left > 0:
                 rec.retries_left -= 1
+                rec.attempt += 1
                 self._enqueue(rec)
             else:
                 tries = rec.spec.max_retries + 1
@@ -739,12 +845,19 @@ class NodeManager(ActorManager):
 # --- process entry point -------------------------------------------------------------
 
 
+def _has_module(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="jupyter_ray node manager (internal)")
     parser.add_argument("--session-dir", required=True)
     parser.add_argument("--resources", required=True, help="JSON dict of resource totals")
     parser.add_argument("--object-store-memory", type=int, required=True)
     parser.add_argument("--worker-env", default="{}", help="JSON dict added to workers' env")
+    parser.add_argument("--task-history", type=int, default=10_000)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -756,6 +869,7 @@ def main(argv: list[str] | None = None) -> None:
         args.object_store_memory,
         embedded=True,
         worker_env=json.loads(args.worker_env),
+        task_history=args.task_history,
     )
 
     def ready() -> None:

@@ -28,6 +28,7 @@ class ObjectEntry:
     payload: Payload | None = None  # None until the producing task finishes
     refs: set[int] = field(default_factory=set)
     holds: int = 0
+    contained_in: int = 0  # the part of ``holds`` that comes from containing objects
     pins: dict[int, int] = field(default_factory=dict)
     contains: list[bytes] = field(default_factory=list)
     waiters: list[tuple[int, bool]] = field(default_factory=list)  # (conn id, want value)
@@ -73,8 +74,16 @@ class ObjectTable:
         if entry is None:
             return None
         entry.payload = payload
+        for child in entry.contains:  # sealed again (an actor restart): drop old holds
+            c = self.entries.get(child)
+            if c is not None:
+                c.holds -= 1
+                c.contained_in -= 1
         for child in contained:
-            self.hold(child)
+            c = self.entries.get(child)
+            if c is not None:
+                c.holds += 1
+                c.contained_in += 1
         entry.contains = list(contained)
         return entry
 
@@ -156,6 +165,7 @@ class ObjectTable:
                 child = self.entries.get(child_id)
                 if child is not None:
                     child.holds -= 1
+                    child.contained_in -= 1
                     stack.append(child)
 
     def validate(self) -> None:

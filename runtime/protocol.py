@@ -71,6 +71,7 @@ class Payload:
     path: str | None = None
     size: int = 0
     error: bool = False
+    type_name: str = ""
 
     @property
     def in_arena(self) -> bool:
@@ -97,6 +98,7 @@ class TaskSpec:
     max_calls: int
     parent_task: bytes | None = None
     cell_id: str | None = None
+    cell_execution_count: int | None = None
     owner: int = 0  # connection id of the submitter, filled in by the node manager
     kind: int = 0  # TASK, ACTOR_CREATION or ACTOR_METHOD
     actor_id: bytes | None = None
@@ -176,6 +178,7 @@ class PutInline:
     object_id: bytes
     data: bytes
     contained: list[bytes]
+    type_name: str = ""
 
 
 @dataclass(slots=True)
@@ -239,6 +242,10 @@ class TaskDone:
     contained: list[list[bytes]]
     retry: bool = False  # the task raised and asked to be retried (retry_exceptions)
     exit_after: bool = False  # max_calls reached: the worker exits after this message
+    started: float = 0.0  # when the worker began executing it (time.time())
+    ended: float = 0.0
+    error_type: str | None = None  # set when the task raised
+    error_message: str | None = None
 
 
 @dataclass(slots=True)
@@ -327,3 +334,29 @@ class CancelTask:
 class QueryReply:
     req_id: int
     data: Any
+
+
+# --- change feed (see feed.py) ------------------------------------------------------
+
+
+@dataclass(slots=True)
+class FeedSnapshot:
+    seq: int
+    records: dict[str, list[Any]]  # kind -> every record of that kind
+
+
+@dataclass(slots=True)
+class FeedUpdate:
+    seq: int
+    changed: dict[str, list[Any]]  # kind -> records that changed (latest state)
+    removed: dict[str, list[str]]  # kind -> ids that are gone
+
+
+@dataclass(slots=True)
+class FeedSubscribe:
+    """Ask for a snapshot and then updates on this connection."""
+
+
+@dataclass(slots=True)
+class FeedResync:
+    """The subscriber missed a sequence number: send a fresh snapshot."""

@@ -45,9 +45,12 @@ def note_contained_ref(object_id: bytes) -> None:
 class SerializedObject:
     """A pickled value: the pickle stream, its out-of-band buffers and contained refs."""
 
-    __slots__ = ("buffers", "contained", "meta", "size")
+    __slots__ = ("buffers", "contained", "meta", "size", "type_name")
 
-    def __init__(self, meta: bytes, buffers: list[memoryview], contained: list[bytes]) -> None:
+    def __init__(
+        self, meta: bytes, buffers: list[memoryview], contained: list[bytes], type_name: str = ""
+    ) -> None:
+        self.type_name = type_name
         self.meta = meta
         self.buffers = buffers
         self.contained = contained
@@ -110,7 +113,7 @@ def serialize(value: Any) -> SerializedObject:
         ) from err
     finally:
         _local.refs = previous
-    return SerializedObject(meta, buffers, refs)
+    return SerializedObject(meta, buffers, refs, type_name(value))
 
 
 def _describe(value: Any) -> str:
@@ -118,6 +121,20 @@ def _describe(value: Any) -> str:
     if len(text) > 80:
         text = text[:77] + "..."
     return f"{type(value).__name__} {text}"
+
+
+def meta_of(view: memoryview) -> memoryview:
+    """The pickle stream of a serialized object, without its out-of-band buffers."""
+    (n,) = _U32.unpack_from(view, 0)
+    (meta_len,) = _U64.unpack_from(view, 4)
+    pos = _align(4 + 8 * (1 + n))
+    return view[pos : pos + meta_len]
+
+
+def type_name(value: Any) -> str:
+    cls = type(value)
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
 
 
 def deserialize(

@@ -93,6 +93,13 @@ class ServerConnection(asyncio.Protocol):
         if self._transport is not None and not self.closed and out:
             self._transport.write(b"".join(out) if len(out) > 1 else out[0])
 
+    def backlog(self) -> int:
+        """Bytes accepted for this peer but not yet taken by its socket."""
+        queued = sum(len(b) for b in self._out)
+        if self._transport is not None:
+            queued += self._transport.get_write_buffer_size()
+        return queued
+
     def close(self) -> None:
         self._flush()
         self.closed = True
@@ -120,6 +127,8 @@ class ClientConnection:
         self._on_message = on_message
         self._on_close = on_close
         self.closed = False
+        self._reading = threading.Event()
+        self._reading.set()
         self._thread = threading.Thread(target=self._read_loop, name=name, daemon=True)
 
     def start(self) -> None:
@@ -137,6 +146,7 @@ class ClientConnection:
         sock = self._sock
         try:
             while True:
+                self._reading.wait()
                 data = sock.recv(1 << 20)
                 if not data:
                     break
@@ -150,7 +160,15 @@ class ClientConnection:
             self.closed = True
             self._on_close()
 
+    def pause(self) -> None:
+        """Stop reading after the current chunk (lets the peer's buffers fill up)."""
+        self._reading.clear()
+
+    def resume(self) -> None:
+        self._reading.set()
+
     def close(self) -> None:
+        self._reading.set()
         with self._lock:
             self.closed = True
         with contextlib.suppress(OSError):

@@ -23,6 +23,7 @@ import pickle
 import signal
 import sys
 import threading
+import time
 import traceback
 from typing import Any
 
@@ -31,7 +32,7 @@ from . import protocol as p
 from .core import CoreClient, Dep
 from .exceptions import RayError, RayTaskError, TaskCancelledError
 from .ids import object_id_for
-from .serialization import deserialize, serialize
+from .serialization import deserialize, serialize, type_name
 
 CANCEL_SIGNAL = signal.SIGUSR1
 
@@ -89,6 +90,7 @@ class Worker:
         self.calls: dict[bytes, int] = {}
         self.main_ident = threading.get_ident()
         self._cancel_lock = threading.Lock()
+        self._cancel_early: set[bytes] = set()
         self.actor: Any = None
         self.actor_options: p.ActorOptions | None = None
         self.pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -114,7 +116,9 @@ class Worker:
 
     def _run_and_reply(self, msg: p.ExecuteTask) -> bool:
         """Run one call and send its result; True when the process should exit."""
+        started = time.time()
         done = self.execute(msg)
+        done.started, done.ended = started, time.time()
         if self.exit_reason is not None and self.actor_options is not None:
             assert context.actor_id is not None
             self.client.send(p.ActorExiting(context.actor_id, self.exit_reason), done)
@@ -135,9 +139,14 @@ class Worker:
         """Reader thread: interrupt the main thread if it still runs that task."""
         with self._cancel_lock:
             ctx = context_of_main.get("ctx")
-            if ctx is not None and ctx.task_id == msg.task_id and not ctx.cancel_requested:
-                ctx.cancel_requested = True
-                signal.pthread_kill(self.main_ident, CANCEL_SIGNAL)
+            if ctx is not None and ctx.task_id == msg.task_id:
+                if not ctx.cancel_requested:
+                    ctx.cancel_requested = True
+                    signal.pthread_kill(self.main_ident, CANCEL_SIGNAL)
+            else:  # not started yet (still queued here): cancel it when it comes up
+                if len(self._cancel_early) > 1000:  # ids of tasks that finished meanwhile
+                    self._cancel_early.clear()
+                self._cancel_early.add(msg.task_id)
 
     def _on_cancel_signal(self, signum: int, frame: Any) -> None:
         ctx = context.current_task()
@@ -182,15 +191,23 @@ class Worker:
         fn = self._resolve(msg)
         if isinstance(fn, p.TaskDone):
             return fn
-        ctx = context.TaskContext(spec.task_id, spec.name, list(msg.gpu_ids), spec.cell_id)
+        ctx = context.TaskContext(
+            spec.task_id, spec.name, list(msg.gpu_ids), spec.cell_id, spec.cell_execution_count
+        )
         main = threading.get_ident() == self.main_ident
         old_cuda = os.environ.get("CUDA_VISIBLE_DEVICES")
         if msg.gpu_ids and spec.kind != p.ACTOR_METHOD:
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in msg.gpu_ids)
         token = context._task.set(ctx)
         if main:
-            context_of_main["ctx"] = ctx
+            with self._cancel_lock:
+                context_of_main["ctx"] = ctx
+                if spec.task_id in self._cancel_early:
+                    self._cancel_early.discard(spec.task_id)
+                    ctx.cancel_requested = True
         try:
+            if ctx.cancel_requested:
+                raise TaskCancelledError(spec.name)
             try:
                 args, kwargs = self._arguments(msg)
             except RayError as err:  # an upstream task failed: propagate its error
@@ -251,7 +268,10 @@ class Worker:
         spec = msg.spec
         assert self.semaphore is not None
         async with self.semaphore:
-            ctx = context.TaskContext(spec.task_id, spec.name, list(msg.gpu_ids), spec.cell_id)
+            started = time.time()
+            ctx = context.TaskContext(
+                spec.task_id, spec.name, list(msg.gpu_ids), spec.cell_id, spec.cell_execution_count
+            )
             context._task.set(ctx)  # this coroutine runs in its own copy of the context
             try:
                 fn = getattr(self.actor, spec.method)
@@ -265,6 +285,7 @@ class Worker:
                 done = self._results(spec, None)
             except Exception as err:
                 done = self._failed(spec, err, 0)
+            done.started, done.ended = started, time.time()
         if self.exit_reason is not None:
             assert context.actor_id is not None
             self.client.send(p.ActorExiting(context.actor_id, self.exit_reason), done)
@@ -302,7 +323,7 @@ class Worker:
                 so = serialize(value)
                 if so.size < p.INLINE_LIMIT:
                     data = so.to_bytes()
-                    results.append(p.Payload(data=data, size=len(data)))
+                    results.append(p.Payload(data=data, size=len(data), type_name=so.type_name))
                 else:
                     results.append(self.client.write_object(object_id_for(spec.task_id, i), so))
             except Exception as err:
@@ -333,8 +354,13 @@ class Worker:
 
     def _error_done(self, spec: p.TaskSpec, err: BaseException) -> p.TaskDone:
         data = serialize(err).to_bytes()
-        payload = p.Payload(data=data, size=len(data), error=True)
-        return p.TaskDone(spec.task_id, [payload] * spec.num_returns, [])
+        payload = p.Payload(data=data, size=len(data), error=True, type_name=type_name(err))
+        done = p.TaskDone(spec.task_id, [payload] * spec.num_returns, [])
+        cause = err.cause if isinstance(err, RayTaskError) else err
+        done.error_type = type(cause).__name__ if cause is not None else type(err).__name__
+        message = str(cause) if cause is not None else getattr(err, "cause_repr", str(err))
+        done.error_message = message[:1000]
+        return done
 
 
 def _terminate() -> None:

@@ -1,0 +1,137 @@
+"""The ``jupyter-ray`` command line (also ``jupyter ray ...``).
+
+    jupyter-ray list tasks|actors|objects|nodes [--filter KEY=VALUE] [--limit N] [--json]
+    jupyter-ray summary [--json]
+    jupyter-ray timeline FILE
+    jupyter-ray status
+
+Each command attaches to the newest runtime running on this machine (or ``--address``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+LIST_COLUMNS = {
+    "tasks": ["task_id", "name", "state", "worker_pid", "attempt", "error_type", "cell_id"],
+    "actors": ["actor_id", "class_name", "name", "state", "pid", "restarts", "death_cause"],
+    "objects": ["object_id", "size", "location", "local_refs", "type_name", "preview"],
+    "nodes": ["node_id", "alive", "cpu_percent", "object_store_used", "num_workers"],
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jupyter-ray", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--address", default="auto", help="runtime to attach to (default: the newest local one)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    ls = sub.add_parser("list", help="list tasks, actors, objects or nodes")
+    ls.add_argument("kind", choices=sorted(LIST_COLUMNS))
+    ls.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keep records whose KEY equals VALUE (KEY!=VALUE to exclude); repeatable",
+    )
+    ls.add_argument("--limit", type=int, default=100)
+    ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    summary = sub.add_parser("summary", help="task counts by state and by function")
+    summary.add_argument("--json", action="store_true")
+    tl = sub.add_parser("timeline", help="write a Chrome trace of executed tasks")
+    tl.add_argument("file")
+    sub.add_parser("status", help="nodes, resources and object store use")
+    return parser
+
+
+def _filters(items: Sequence[str]) -> list[tuple[str, str, str]]:
+    out = []
+    for item in items:
+        if "!=" in item:
+            key, value = item.split("!=", 1)
+            out.append((key, "!=", value))
+        elif "=" in item:
+            key, value = item.split("=", 1)
+            out.append((key, "=", value))
+        else:
+            raise SystemExit(f"jupyter-ray: --filter takes KEY=VALUE or KEY!=VALUE, got {item!r}")
+    return out
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    import jupyter_ray as ray
+    from jupyter_ray import state
+
+    try:
+        ray.init(address=args.address, log_to_driver=False)
+    except ConnectionError as err:
+        print(f"jupyter-ray: {err}", file=sys.stderr)
+        return 1
+    try:
+        if args.command == "list":
+            lister = getattr(state, f"list_{args.kind}")
+            records = [r.to_dict() for r in lister(_filters(args.filter), args.limit)]
+            if args.json:
+                print(json.dumps(records, indent=2, default=str))
+            else:
+                print(_table(records, LIST_COLUMNS[args.kind]))
+                print(f"({len(records)} {args.kind})")
+        elif args.command == "summary":
+            summary = state.summarize_tasks()
+            if args.json:
+                print(json.dumps(summary.to_dict(), indent=2))
+            else:
+                rows = [{"name": n, **counts} for n, counts in sorted(summary.by_name.items())]
+                states = sorted({s for counts in summary.by_name.values() for s in counts})
+                print(_table(rows, ["name", *states]))
+                print(f"total submitted: {summary.total_submitted}")
+        elif args.command == "timeline":
+            events = state.timeline(args.file)
+            print(f"wrote {len(events)} task events to {args.file}")
+        elif args.command == "status":
+            for node in state.list_nodes():
+                print(f"node {node.node_id}  {node.hostname}  {'alive' if node.alive else 'dead'}")
+                for name, total in sorted(node.resources_total.items()):
+                    used = total - node.resources_available.get(name, 0.0)
+                    if "memory" in name:
+                        print(f"  {name}: {used / 2**30:.2f}/{total / 2**30:.2f} GiB used")
+                    else:
+                        print(f"  {name}: {used:g}/{total:g} used")
+                print(
+                    f"  object store: {node.object_store_used / 2**20:.1f} MiB used of "
+                    f"{node.object_store_capacity / 2**20:.1f} MiB, "
+                    f"{node.object_store_spilled / 2**20:.1f} MiB spilled"
+                )
+            summary = state.summarize_tasks()
+            pending = {k: v for k, v in summary.by_state.items() if k.startswith("PENDING")}
+            print(f"pending tasks: {pending or 0}")
+    finally:
+        ray.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The state API: what the runtime is doing, for scripts, the CLI and the JupyterLab sidebar.
+
+>>> from jupyter_ray import state
+>>> state.list_tasks(filters=[("state", "=", "FAILED")])
+>>> state.summarize_tasks().by_state
+>>> state.task_graph(cell_id=...)          # nodes and edges of one cell's tasks
+
+Records are the dataclasses of ``jupyter_ray.runtime.state_schema`` (``TaskState``,
+``ActorState``, ``ObjectState``, ``NodeState``); ``.to_dict()`` turns one into JSON-ready
+data. ``subscribe()`` gives a live view: a snapshot, then batched updates.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from .runtime.feed_client import FeedView, StateFeed
+from .runtime.state_schema import (
+    ActorState,
+    GpuState,
+    NodeState,
+    ObjectState,
+    TaskState,
+    TaskSummary,
+)
+from .runtime.state_view import check_filters
+
+__all__ = [
+    "ActorState",
+    "FeedView",
+    "GpuState",
+    "NodeState",
+    "ObjectState",
+    "StateFeed",
+    "TaskState",
+    "TaskSummary",
+    "list_actors",
+    "list_nodes",
+    "list_objects",
+    "list_tasks",
+    "subscribe",
+    "summarize_tasks",
+    "task_graph",
+    "timeline",
+]
+
+DEFAULT_LIMIT = 100
+
+
+def _query(what: str, filters: Any = None, limit: int | None = None, extra: Any = None) -> Any:
+    from .api import _require_client
+
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ValueError(f"limit must be an int >= 0 or None, got {limit!r}")
+    return _require_client().query(what, (check_filters(filters), limit, extra))
+
+
+def list_tasks(
+    filters: list[tuple[str, str, Any]] | None = None, limit: int | None = DEFAULT_LIMIT
+) -> list[TaskState]:
+    """Tasks, live and recently finished, oldest first.
+
+    ``filters`` is a list of ``(field, "=" | "!=", value)``, e.g. ``[("name", "=", "f")]``.
+    """
+    return list(_query("list_tasks", filters, limit))
+
+
+def list_actors(
+    filters: list[tuple[str, str, Any]] | None = None, limit: int | None = DEFAULT_LIMIT
+) -> list[ActorState]:
+    return list(_query("list_actors", filters, limit))
+
+
+def list_objects(
+    filters: list[tuple[str, str, Any]] | None = None, limit: int | None = DEFAULT_LIMIT
+) -> list[ObjectState]:
+    return list(_query("list_objects", filters, limit))
+
+
+def list_nodes(
+    filters: list[tuple[str, str, Any]] | None = None, limit: int | None = DEFAULT_LIMIT
+) -> list[NodeState]:
+    return list(_query("list_nodes", filters, limit))
+
+
+def summarize_tasks() -> TaskSummary:
+    """Counts per state and per function name, including tasks dropped from history."""
+    summary: TaskSummary = _query("summarize_tasks")
+    return summary
+
+
+def task_graph(cell_id: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """The task graph (of one notebook cell, or of everything the runtime remembers).
+
+    ``{"nodes": [{"id", "name", "kind", "state", ...}], "edges": [{"source", "target",
+    "kind"}]}``; edge kinds: ``data`` (a result used as an argument), ``submitted`` (a task
+    started from inside another), ``actor`` (a call on the actor made by that creation).
+    """
+    graph: dict[str, list[dict[str, Any]]] = _query("task_graph", None, None, cell_id)
+    return graph
+
+
+def timeline(filename: str | None = None) -> list[dict[str, Any]]:
+    """Chrome trace events of executed tasks, per worker (open in Perfetto or
+    chrome://tracing). Written to ``filename`` when given; returned either way."""
+    events: list[dict[str, Any]] = _query("timeline")
+    if filename is not None:
+        with open(filename, "w") as f:
+            json.dump(events, f)
+    return events
+
+
+def subscribe(on_message: Callable[[Any, FeedView], None] | None = None) -> StateFeed:
+    """Open a live view of the runtime's state; close it with ``.close()``."""
+    from .api import _require_client
+
+    client = _require_client()
+    assert client.welcome is not None
+    return StateFeed(client.welcome.session_dir + "/node.sock", on_message)

@@ -1,0 +1,287 @@
+"""The state API, the change feed, the timeline and the state command line."""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from jupyter_ray.runtime import context
+from jupyter_ray.runtime.telemetry import parse_nvidia_smi
+
+import jupyter_ray as ray
+from jupyter_ray import state
+
+MiB = 1 << 20
+
+
+def _eventually(cond: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.02)
+
+
+def _task(task_id: str) -> state.TaskState:
+    (found,) = state.list_tasks(filters=[("task_id", "=", task_id)])
+    return found
+
+
+@ray.remote
+def inc(x: int) -> int:
+    return x + 1
+
+
+def test_graph_edges_for_dependent_nested_and_actor_tasks(ray_2cpu: Any) -> None:
+    @ray.remote
+    def parent() -> int:
+        return int(ray.get(inc.remote(10)))
+
+    @ray.remote
+    class Acc:
+        def add(self, x: int) -> int:
+            return x
+
+    a = inc.remote(1)
+    b = inc.remote(a)
+    p = parent.remote()
+    acc = Acc.remote()
+    call = acc.add.remote(b)
+    assert ray.get([b, p, call]) == [3, 11, 3]
+    graph = state.task_graph()
+    edges = {(e["source"], e["target"], e["kind"]) for e in graph["edges"]}
+    a_id, b_id, p_id, call_id = (r.task_id().hex() for r in (a, b, p, call))
+    assert (a_id, b_id, "data") in edges
+    assert (b_id, call_id, "data") in edges
+    children = [e for e in graph["edges"] if e["source"] == p_id and e["kind"] == "submitted"]
+    assert len(children) == 1
+    assert _task(children[0]["target"]).name == "inc"
+    assert (acc._ray_actor_id, call_id, "actor") in edges
+    kinds = {n["id"]: n["kind"] for n in graph["nodes"]}
+    assert kinds[call_id] == "actor_method" and kinds[acc._ray_actor_id] == "actor_creation"
+
+
+def test_task_records_carry_states_times_and_placement(ray_2cpu: Any) -> None:
+    ref = inc.remote(1)
+    ray.get(ref)
+    t = _task(ref.task_id().hex())
+    assert t.state == "FINISHED" and t.name == "inc" and t.kind == "task"
+    order = ["PENDING_ARGS", "PENDING_RESOURCES", "SCHEDULED", "RUNNING", "FINISHED"]
+    assert list(t.times) == order
+    assert all(t.times[x] <= t.times[y] + 1e-3 for x, y in itertools.pairwise(order))
+    assert t.owner_pid == os.getpid() and t.worker_pid and t.resources == {"CPU": 1.0}
+    assert t.returns == [ref.hex()] and t.node_id == ray.get_runtime_context().get_node_id()
+
+
+def test_failed_cancelled_and_retried_tasks(ray_2cpu: Any, tmp_path: Any) -> None:
+    @ray.remote
+    def boom() -> None:
+        raise KeyError("missing")
+
+    @ray.remote(max_retries=2)
+    def crash_once(marker: str) -> str:
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return "ok"
+
+    @ray.remote
+    def sleepy() -> None:
+        time.sleep(30)
+
+    failed = boom.remote()
+    with pytest.raises(KeyError):
+        ray.get(failed)
+    retried = crash_once.remote(str(tmp_path / "m"))
+    assert ray.get(retried) == "ok"
+    cancelled = sleepy.remote()
+    _eventually(lambda: _task(cancelled.task_id().hex()).state == "SCHEDULED")
+    ray.cancel(cancelled)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(cancelled)
+    f = _task(failed.task_id().hex())
+    assert (f.state, f.error_type) == ("FAILED", "KeyError")
+    assert "missing" in (f.error_message or "")
+    r = _task(retried.task_id().hex())
+    assert (r.state, r.attempt) == ("FINISHED", 1)
+    c = _task(cancelled.task_id().hex())
+    assert (c.state, c.error_type) == ("CANCELLED", "TaskCancelledError")
+    summary = state.summarize_tasks()
+    assert summary.by_name["boom"] == {"FAILED": 1}
+    assert summary.by_state["CANCELLED"] == 1
+
+
+def test_objects_sizes_locations_refcounts_after_put_spill_and_free(ray_start: Any) -> None:
+    ray_start(object_store_memory=24 * MiB)
+    small = ray.put({"a": 1})
+    big = [ray.put(np.zeros(8 * MiB // 8)) for _ in range(4)]  # 32 MiB > 24 MiB: spills
+    objects = {o.object_id: o for o in state.list_objects(limit=None)}
+    s = objects[small.hex()]
+    assert (s.location, s.type_name, s.preview) == ("inline", "dict", "{'a': 1}")
+    assert s.local_refs == 1 and s.owner_pid == os.getpid()
+    locations = sorted(objects[r.hex()].location for r in big)
+    assert "spilled" in locations and "shared_memory" in locations
+    assert all(objects[r.hex()].size >= 8 * MiB for r in big)
+    assert objects[big[0].hex()].type_name == "numpy.ndarray"
+    holder = ray.put([small])
+    _eventually(lambda: _objects()[small.hex()].contained_in == 1)
+    gone = big[0].hex()
+    del big, holder
+    gc.collect()
+    _eventually(lambda: gone not in _objects())
+
+
+def _objects() -> dict[str, state.ObjectState]:
+    return {o.object_id: o for o in state.list_objects(limit=None)}
+
+
+def test_node_telemetry_fields(ray_start: Any) -> None:
+    ray_start(num_gpus=1, resources={"tpu": 2})
+    (node,) = state.list_nodes()
+    assert node.alive and node.is_head
+    assert node.resources_total["GPU"] == 1 and node.resources_total["tpu"] == 2
+    assert 0 <= node.cpu_percent <= 100
+    assert 0 < node.memory_used < node.memory_total
+    assert node.object_store_capacity == 256 * MiB
+    assert node.num_workers >= 0
+    # no GPU tooling on this machine: gpus is absent rather than an error
+    assert node.gpus is None or all(g.memory_total > 0 for g in node.gpus)
+
+
+def test_nvidia_smi_output_is_parsed() -> None:
+    text = "0, NVIDIA H100 80GB HBM3, 37, 1024, 81559\n1, NVIDIA H100 80GB HBM3, 0, 3, 81559\n"
+    gpus = parse_nvidia_smi(text)
+    assert gpus is not None and [g.index for g in gpus] == [0, 1]
+    assert gpus[0].utilization == 37.0 and gpus[0].memory_used == 1024 * MiB
+    assert parse_nvidia_smi("") is None
+
+
+def test_timeline_has_one_event_per_executed_task(ray_2cpu: Any, tmp_path: Any) -> None:
+    ray.get([inc.remote(i) for i in range(7)])
+    path = tmp_path / "trace.json"
+    ray.timeline(str(path))
+    events = json.loads(path.read_text())
+    assert len([e for e in events if e["name"] == "inc"]) == 7
+    assert all(e["ph"] == "X" and e["dur"] >= 0 and e["tid"].startswith("worker") for e in events)
+
+
+def test_cell_id_is_stamped_and_inherited_by_nested_tasks(ray_2cpu: Any) -> None:
+    @ray.remote
+    def outer() -> str | None:
+        ray.get(inc.remote(1))
+        return ray.get_runtime_context().get_cell_id()
+
+    context.cell_id_provider = lambda: ("cell-42", 7)
+    try:
+        ref = outer.remote()
+        assert ray.get(ref) == "cell-42"
+    finally:
+        context.cell_id_provider = None
+    ray.get(inc.remote(0))
+    graph = state.task_graph(cell_id="cell-42")
+    assert sorted(n["name"] for n in graph["nodes"]) == ["inc", "outer"]
+    t = _task(ref.task_id().hex())
+    assert (t.cell_id, t.cell_execution_count) == ("cell-42", 7)
+
+
+def test_history_is_bounded_and_summaries_count_what_was_dropped(ray_start: Any) -> None:
+    ray_start(_system_config={"task_history": 20})
+    ray.get([inc.remote(i) for i in range(120)])
+    _eventually(lambda: state.summarize_tasks().by_state.get("FINISHED", 0) == 20)
+    assert len(state.list_tasks(limit=None)) == 20
+    summary = state.summarize_tasks()
+    assert summary.total_submitted == 120
+    assert summary.dropped_from_history == {"FINISHED": 100}
+
+
+def test_filters_and_limits_are_checked(ray_2cpu: Any) -> None:
+    ray.get([inc.remote(i) for i in range(5)])
+    assert len(state.list_tasks(limit=2)) == 2
+    assert state.list_tasks(filters=[("name", "!=", "inc")]) == []
+    with pytest.raises(ValueError, match="each filter is"):
+        state.list_tasks(filters=[("name", "~", "inc")])
+    with pytest.raises(ValueError, match="limit"):
+        state.list_tasks(limit=-1)
+
+
+def test_feed_gives_snapshot_then_ordered_updates(ray_2cpu: Any) -> None:
+    feed = state.subscribe()
+    try:
+        assert feed.wait_for(lambda v: v.seq >= 0, timeout=30)
+        refs = [inc.remote(i) for i in range(20)]
+        ray.get(refs)
+        ids = {r.task_id().hex() for r in refs}
+
+        def all_finished(view: state.FeedView) -> bool:
+            tasks = view.records["tasks"]
+            return all(i in tasks and tasks[i].state == "FINISHED" for i in ids)
+
+        assert feed.wait_for(all_finished, timeout=30)
+        assert feed.view.snapshots == 1 and feed.resyncs == 0
+        assert feed.view.records["nodes"]
+    finally:
+        feed.close()
+
+
+def test_feed_catches_up_after_a_slow_subscriber(ray_2cpu: Any) -> None:
+    feed = state.subscribe()
+    try:
+        assert feed.wait_for(lambda v: v.seq >= 0, timeout=30)
+        feed.pause_reading()
+        # enough churn to back up the socket while nobody reads it
+        for _ in range(6):
+            ray.get([inc.remote(i) for i in range(1500)])
+        last = [inc.remote(-1) for _ in range(3)]
+        ray.get(last)
+        feed.resume_reading()
+        ids = {r.task_id().hex() for r in last}
+        assert feed.wait_for(
+            lambda v: all(
+                i in v.records["tasks"] and v.records["tasks"][i].state == "FINISHED" for i in ids
+            ),
+            timeout=60,
+        )
+        assert feed.view.snapshots >= 2, "a lagging subscriber should get a fresh snapshot"
+        truth = {t.task_id: t.state for t in state.list_tasks(limit=None)}
+        view = {k: v.state for k, v in feed.view.records["tasks"].items()}
+        assert feed.wait_for(
+            lambda v: {k: t.state for k, t in v.records["tasks"].items()} == truth, timeout=30
+        ), f"{len(view)} vs {len(truth)}"
+    finally:
+        feed.close()
+
+
+def test_cli_lists_and_summarizes_a_running_runtime(ray_2cpu: Any, tmp_path: Any) -> None:
+    ray.get([inc.remote(i) for i in range(3)])
+    client = ray.api._require_client()
+    assert client.welcome is not None
+    address = client.welcome.session_dir + "/node.sock"
+
+    def cli(*args: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "jupyter_ray.cli", "--address", address, *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    tasks = json.loads(cli("list", "tasks", "--json", "--filter", "name=inc"))
+    assert len(tasks) == 3 and {t["state"] for t in tasks} == {"FINISHED"}
+    assert "inc" in cli("summary")
+    assert "object store" in cli("status")
+    trace = tmp_path / "t.json"
+    assert "wrote 3 task events" in cli("timeline", str(trace))
+    assert len(json.loads(trace.read_text())) == 3
+    assert "CLASS_NAME" in cli("list", "actors")
