@@ -70,6 +70,34 @@ def _count(name: str, value: Any, default: float) -> float:
     return float(value)
 
 
+def node_resources(
+    num_cpus: Any, num_gpus: Any, resources: Any, object_store_memory: Any
+) -> tuple[dict[str, float], int]:
+    """Validated resource totals of a node and its store size (shared with the CLI)."""
+    cpus = _count("num_cpus", num_cpus, float(os.cpu_count() or 1))
+    gpus = _count("num_gpus", num_gpus, float(_detect_gpus()))
+    custom = validate_resources(resources)
+    if object_store_memory is None:
+        store = default_object_store_memory()
+    else:
+        store = int(_count("object_store_memory", object_store_memory, 0))
+        if store < 1 << 20:
+            raise ValueError(
+                f"object_store_memory must be at least 1 MiB, got {object_store_memory}"
+            )
+    import psutil
+
+    totals = {
+        "CPU": cpus,
+        "GPU": gpus,
+        "memory": float(int(psutil.virtual_memory().available * 0.7)),
+        "object_store_memory": float(store),
+        "node:127.0.0.1": 1.0,
+        **custom,
+    }
+    return totals, store
+
+
 def init(
     address: str | None = None,
     *,
@@ -85,6 +113,7 @@ def init(
     logging_level: Any = None,
     configure_logging: bool = True,
     _system_config: dict[str, Any] | None = None,
+    _token: str | None = None,
     **kwargs: Any,
 ) -> RuntimeInfo:
     """Start a local runtime (``address=None``) or attach to one, and connect this process.
@@ -128,28 +157,8 @@ def init(
         if address is None:
             address = os.environ.get("JUPYTER_RAY_ADDRESS") or None
         if address not in (None, "local"):
-            return _attach(address, log_to_driver)
-        cpus = _count("num_cpus", num_cpus, float(os.cpu_count() or 1))
-        gpus = _count("num_gpus", num_gpus, float(_detect_gpus()))
-        custom = validate_resources(resources)
-        if object_store_memory is None:
-            store = default_object_store_memory()
-        else:
-            store = int(_count("object_store_memory", object_store_memory, 0))
-            if store < 1 << 20:
-                raise ValueError(
-                    f"object_store_memory must be at least 1 MiB, got {object_store_memory}"
-                )
-        import psutil
-
-        totals = {
-            "CPU": cpus,
-            "GPU": gpus,
-            "memory": float(int(psutil.virtual_memory().available * 0.7)),
-            "object_store_memory": float(store),
-            "node:127.0.0.1": 1.0,
-            **custom,
-        }
+            return _attach(address, log_to_driver, _token)
+        totals, store = node_resources(num_cpus, num_gpus, resources, object_store_memory)
         config = dict(_system_config or {})
         history = int(config.pop("task_history", 10_000))
         if history < 0:
@@ -175,32 +184,63 @@ def init(
         return _info()
 
 
-def _attach(address: str, log_to_driver: bool) -> RuntimeInfo:
-    """Connect this process to a runtime it did not start."""
+def _attach(address: str, log_to_driver: bool, token: str | None) -> RuntimeInfo:
+    """Connect this process to a runtime it did not start.
+
+    A runtime on this machine is reached through its Unix socket (shared memory, zero
+    copy); any other ``HOST:PORT`` over TCP with the cluster token.
+    """
+    from .runtime.auth import TOKEN_ENV
     from .runtime.discovery import find_sessions
 
+    target: str | tuple[str, int]
+    sessions = find_sessions()
     if address == "auto":
-        sessions = find_sessions()
         if not sessions:
             raise ConnectionError(
                 "init(address='auto') found no jupyter_ray runtime running on this machine. "
                 "Start one with 'jupyter-ray start --head' or from a notebook server, or "
                 "call init() with no address to run one inside this process."
             )
-        socket_path = sessions[0].socket
+        target = sessions[0].socket
     elif address.endswith(".sock") and os.path.exists(address):
-        socket_path = address
+        target = address
+    elif ":" in address:
+        host, _, port_text = address.rpartition(":")
+        try:
+            port = int(port_text)
+        except ValueError:
+            raise ValueError(f"address must be 'auto' or HOST:PORT, got {address!r}") from None
+        local = [s for s in sessions if s.tcp_address and _same_address(s.tcp_address, address)]
+        if local:
+            target = local[0].socket
+        else:
+            target = (host, port)
+            token = token or os.environ.get(TOKEN_ENV)
     else:
         raise ConnectionError(
             f"Could not find a running jupyter_ray cluster at {address!r}. Start one "
             "with 'jupyter-ray start --head', use address='auto' for one on this machine, "
             "or call init() with no address to run a local runtime inside this session."
         )
-    client = CoreClient(socket_path, "driver")
+    try:
+        client = CoreClient(target, "driver", token=token)
+    except OSError as err:
+        raise ConnectionError(
+            f"Could not connect to a jupyter_ray cluster at {address!r}: {err}. Is "
+            "'jupyter-ray start --head' running there, and is the port reachable?"
+        ) from err
     if not log_to_driver:
         client.on_log = lambda msg: None
     context.set_client(client)
     return _info()
+
+
+def _same_address(a: str, b: str) -> bool:
+    loopback = {"127.0.0.1", "localhost", "::1"}
+    ha, _, pa = a.rpartition(":")
+    hb, _, pb = b.rpartition(":")
+    return pa == pb and (ha == hb or (ha in loopback and hb in loopback))
 
 
 def _info() -> RuntimeInfo:

@@ -4,6 +4,8 @@
     jupyter-ray summary [--json]
     jupyter-ray timeline FILE
     jupyter-ray status
+    jupyter-ray start --head [--port P] [--num-cpus N] [--num-gpus N] [--resources JSON]
+    jupyter-ray stop [--force]
 
 Each command attaches to the newest runtime running on this machine (or ``--address``).
 """
@@ -11,10 +13,13 @@ Each command attaches to the newest runtime running on this machine (or ``--addr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+DEFAULT_PORT = 6390
 
 LIST_COLUMNS = {
     "tasks": ["task_id", "name", "state", "worker_pid", "attempt", "error_type", "cell_id"],
@@ -46,6 +51,17 @@ def _parser() -> argparse.ArgumentParser:
     tl = sub.add_parser("timeline", help="write a Chrome trace of executed tasks")
     tl.add_argument("file")
     sub.add_parser("status", help="nodes, resources and object store use")
+    start = sub.add_parser("start", help="start a head node in the background")
+    start.add_argument("--head", action="store_true", help="start the cluster's head node")
+    start.add_argument("--address", help="HOST:PORT of a head to join as a worker node")
+    start.add_argument("--host", default="127.0.0.1", help="interface of the cluster port")
+    start.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
+    start.add_argument("--num-cpus", type=float, default=None)
+    start.add_argument("--num-gpus", type=float, default=None)
+    start.add_argument("--resources", default=None, help="JSON, e.g. '{\"tpu\": 4}'")
+    start.add_argument("--object-store-memory", type=int, default=None, help="bytes")
+    stop = sub.add_parser("stop", help="stop every jupyter_ray runtime on this machine")
+    stop.add_argument("--force", action="store_true", help="SIGKILL instead of SIGTERM")
     return parser
 
 
@@ -80,8 +96,80 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+def _start(args: argparse.Namespace) -> int:
+    from .api import node_resources
+    from .runtime.launch import start_local_node
+
+    if args.address:
+        print(
+            "jupyter-ray: joining a head as a worker node is not available yet; run the "
+            "whole job on the head node for now (multi-node placement is being built).",
+            file=sys.stderr,
+        )
+        return 2
+    if not args.head:
+        print("jupyter-ray: say 'start --head' (or 'start --address HOST:PORT')", file=sys.stderr)
+        return 2
+    try:
+        resources = json.loads(args.resources) if args.resources else None
+        totals, store = node_resources(
+            args.num_cpus, args.num_gpus, resources, args.object_store_memory
+        )
+        node = start_local_node(totals, store, head=True, listen=f"{args.host}:{args.port}")
+    except (ValueError, TypeError) as err:
+        print(f"jupyter-ray: {err}", file=sys.stderr)
+        return 2
+    token_file = f"{node.session_dir}/token"
+    print(f"Started a jupyter_ray head node (pid {node.proc.pid}) on {node.tcp_address}.")
+    print(f"  Logs: {node.session_dir}/logs   Token: {token_file} (owner-only)")
+    print("  Connect from Python on this machine:")
+    print("      import jupyter_ray as ray; ray.init(address='auto')")
+    print("  Connect from another machine (objects travel over TCP):")
+    print(f"      JUPYTER_RAY_TOKEN=$(cat {token_file}) python -c \\")
+    print(f"        \"import jupyter_ray as ray; ray.init(address='{node.tcp_address}')\"")
+    print("  Stop it with: jupyter-ray stop")
+    if node.proc.stdout is not None:
+        node.proc.stdout.close()
+    return 0
+
+
+def _stop(force: bool) -> int:
+    import signal
+    import time
+
+    import psutil
+
+    from .runtime.discovery import find_sessions
+
+    procs: list[psutil.Process] = []
+    for session in find_sessions():
+        try:
+            node = psutil.Process(session.pid)
+            procs += [node, *node.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+    for proc in procs[:]:
+        try:
+            proc.send_signal(signal.SIGKILL if force else signal.SIGTERM)
+        except psutil.NoSuchProcess:
+            procs.remove(proc)
+    _, alive = psutil.wait_procs(procs, timeout=10)
+    for proc in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    deadline = time.monotonic() + 5
+    while find_sessions() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    print(f"Stopped {len(procs)} jupyter_ray process{'es' if len(procs) != 1 else ''}.")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "start":
+        return _start(args)
+    if args.command == "stop":
+        return _stop(args.force)
     import jupyter_ray as ray
     from jupyter_ray import state
 

@@ -26,7 +26,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from . import context
+from . import auth, context
 from . import protocol as p
 from .exceptions import GetTimeoutError, RayError, RaySystemError
 from .ids import new_task_id, object_id_for
@@ -64,8 +64,17 @@ class CoreClient:
     """A process's connection to its node manager; see the module docstring."""
 
     def __init__(
-        self, socket_path: str, role: str, worker_id: str = "", owns_node: bool = False
+        self,
+        address: str | tuple[str, int],
+        role: str,
+        worker_id: str = "",
+        owns_node: bool = False,
+        token: str | None = None,
     ) -> None:
+        """Connect to a node manager: a Unix socket path, or (host, port) over TCP.
+
+        Over TCP there is no shared memory: every object travels inside messages.
+        """
         from .transport import ClientConnection
 
         self.role = role
@@ -91,13 +100,36 @@ class CoreClient:
         self.closed = False
         self._welcome = threading.Event()
         self.welcome: p.Welcome | None = None
-        self.conn = ClientConnection(socket_path, self._on_message, self._on_close)
+        self.remote = isinstance(address, tuple)
+        self._challenge: bytes | None = None
+        self._challenged = threading.Event()
+        self.conn = ClientConnection(address, self._on_message, self._on_close)
         self.conn.start()
-        self.conn.send(p.Hello(role, os.getpid(), worker_id, owns_node))
-        if not self._welcome.wait(30):
+        auth_answer = None
+        if self.remote:
+            if not self._challenged.wait(30) or self._challenge is None:
+                self.conn.close()
+                raise ConnectionError(f"{address[0]}:{address[1]} sent no challenge")
+            if not token:
+                self.conn.close()
+                raise ConnectionError(
+                    f"connecting to {address[0]}:{address[1]} needs the cluster token: pass "
+                    "init(_token=...) or set JUPYTER_RAY_TOKEN (jupyter-ray start --head "
+                    "printed it, and stores it in the head's session directory)"
+                )
+            auth_answer = auth.answer(token, self._challenge)
+        self.conn.send(p.Hello(role, os.getpid(), worker_id, owns_node, auth_answer))
+        if not self._welcome.wait(30) or self.welcome is None:
+            self.conn.close()
+            if self.closed:
+                raise ConnectionError(
+                    "the node manager closed the connection during the handshake (a wrong "
+                    "token?); check JUPYTER_RAY_TOKEN or init(_token=...)"
+                )
             raise RaySystemError("the node manager did not answer within 30 s")
-        assert self.welcome is not None
-        self.arena: Arena = Arena(self.welcome.arena_path, self.welcome.arena_size)
+        self.arena: Arena | None = (
+            None if self.remote else Arena(self.welcome.arena_path, self.welcome.arena_size)
+        )
         self._flusher = threading.Thread(
             target=self._flush_loop, name="jupyter-ray-flusher", daemon=True
         )
@@ -171,6 +203,8 @@ class CoreClient:
             for slot in self._replies.values():
                 slot[0].set()
         self.tasks.put(None)
+        self._challenged.set()
+        self._welcome.set()  # wake a constructor still waiting for its welcome
 
     def _on_message(self, msg: Any) -> None:
         kind = type(msg)
@@ -186,6 +220,9 @@ class CoreClient:
         elif kind is p.Welcome:
             self.welcome = msg
             self._welcome.set()
+        elif kind is p.AuthChallenge:
+            self._challenge = msg.nonce
+            self._challenged.set()
         elif kind is p.QueryReply or kind is p.ObjectCreated or kind is p.ActorCreated:
             slot = self._replies.get(msg.req_id)
             if slot is not None:
@@ -402,7 +439,7 @@ class CoreClient:
 
     def put_serialized(self, so: SerializedObject) -> ObjectRef:
         oid = object_id_for(new_task_id(), 0)
-        if so.size < p.INLINE_LIMIT:
+        if so.size < p.INLINE_LIMIT or self.remote:
             data = so.to_bytes()
             ref = self._new_owned_ref(oid)
             with self._lock:
@@ -429,6 +466,7 @@ class CoreClient:
             finally:
                 view.release()
         else:
+            assert self.arena is not None
             with self.arena.view[payload.offset : payload.offset + payload.size] as view:
                 so.write_into(view)
         return payload
@@ -530,6 +568,7 @@ class CoreClient:
 
     def _load_arena(self, oid: bytes, payload: p.Payload) -> Any:
         base = payload.offset
+        assert self.arena is not None
         mm = self.arena._mmap
         assert mm is not None
 

@@ -22,6 +22,8 @@ class SessionInfo:
     pid: int
     started: float
     embedded: bool
+    tcp_address: str | None = None  # HOST:PORT of the cluster port, if it listens
+    token_file: str | None = None
 
 
 def sessions_dir() -> str:
@@ -30,9 +32,15 @@ def sessions_dir() -> str:
     return path
 
 
-def write_session(node_id: str, socket: str, embedded: bool) -> str:
+def write_session(
+    node_id: str,
+    socket: str,
+    embedded: bool,
+    tcp_address: str | None = None,
+    token_file: str | None = None,
+) -> str:
     path = os.path.join(sessions_dir(), f"{node_id}.json")
-    info = SessionInfo(node_id, socket, os.getpid(), time.time(), embedded)
+    info = SessionInfo(node_id, socket, os.getpid(), time.time(), embedded, tcp_address, token_file)
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:

@@ -25,6 +25,7 @@ class LocalNode:
     proc: subprocess.Popen[bytes]
     session_dir: str
     socket_path: str
+    tcp_address: str | None = None
 
     def stop(self, timeout: float = 5.0) -> None:
         """Wait for the node manager to exit (it stops when its owner disconnects)."""
@@ -64,8 +65,14 @@ def start_local_node(
     object_store_memory: int,
     timeout: float = 30.0,
     task_history: int = 10_000,
+    head: bool = False,
+    listen: str | None = None,
 ) -> LocalNode:
-    """Start a node manager (and its workers) and wait until it listens."""
+    """Start a node manager (and its workers) and wait until it listens.
+
+    ``head=True`` (the command line) starts it in a session of its own, running on after
+    this process exits; ``listen="HOST:PORT"`` opens the token-protected cluster port.
+    """
     # The session directory holds the socket and the arena; sockets need short paths.
     session_dir = tempfile.mkdtemp(prefix="jupyter_ray-", dir=shm_dir())
     paths = [p for p in sys.path if p and os.path.isdir(p)]
@@ -91,7 +98,13 @@ def start_local_node(
         "--task-history",
         str(task_history),
     ]
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    if head:
+        cmd.append("--head")
+    if listen:
+        cmd += ["--listen", listen]
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, start_new_session=head
+    )
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     line = b""
@@ -118,5 +131,5 @@ def start_local_node(
         raise RaySystemError(
             f"the jupyter_ray node manager did not start (exit code {proc.returncode}). {detail}"
         )
-    socket_path = line[len(b"READY ") :].decode().strip()
-    return LocalNode(proc, session_dir, socket_path)
+    _, socket_path, tcp = line.decode().split()
+    return LocalNode(proc, session_dir, socket_path, None if tcp == "-" else tcp)

@@ -25,6 +25,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import auth
 from . import protocol as p
 from .actor_manager import ACTOR_QUERIES, ActorManager
 from .actors import ActorDirectory, ActorRecord
@@ -101,11 +102,16 @@ class NodeManager(ActorManager, StateView):
         embedded: bool = True,
         worker_env: dict[str, str] | None = None,
         task_history: int = 10_000,
+        listen: tuple[str, int] | None = None,
+        token: str | None = None,
     ) -> None:
         self.node_id = random_id(14)
         self.session_dir = session_dir
         self.socket_path = os.path.join(session_dir, "node.sock")
         self.embedded = embedded
+        self.listen = listen
+        self.token = token
+        self.tcp_address: str | None = None
         self.ledger = ResourceLedger(resources)
         self.ready = ReadyQueue()
         self.objects = ObjectTable()
@@ -138,6 +144,7 @@ class NodeManager(ActorManager, StateView):
         self._next_conn = 0
         self._stopping = asyncio.Event()
         self._server: asyncio.AbstractServer | None = None
+        self._tcp_server: asyncio.AbstractServer | None = None
         self._background: set[asyncio.Future[Any]] = set()
         self._warned_infeasible: set[tuple[tuple[str, float], ...]] = set()
         self._handlers: dict[type, Any] = {
@@ -170,10 +177,23 @@ class NodeManager(ActorManager, StateView):
         loop = asyncio.get_running_loop()
         self._server = await loop.create_unix_server(self._new_connection, self.socket_path)
         os.chmod(self.socket_path, 0o600)
+        if self.listen is not None:
+            if not self.token:
+                raise ValueError("a node manager that listens on TCP needs a token")
+            tcp = await loop.create_server(self._new_tcp_connection, *self.listen)
+            host, port = tcp.sockets[0].getsockname()[:2]
+            self.tcp_address = f"{host}:{port}"
+            self._tcp_server = tcp
         self.processes.start_zygote()
         for _ in range(self.pool_size):
             self._start_worker()
-        write_session(self.node_id, self.socket_path, self.embedded)
+        write_session(
+            self.node_id,
+            self.socket_path,
+            self.embedded,
+            self.tcp_address,
+            os.path.join(self.session_dir, "token") if self.token else None,
+        )
         if on_ready is not None:
             on_ready()
         housekeeping = asyncio.ensure_future(self._housekeeping())
@@ -191,17 +211,29 @@ class NodeManager(ActorManager, StateView):
         self.conns[conn.conn_id] = conn
         return conn
 
+    def _new_tcp_connection(self) -> ServerConnection:
+        self._next_conn += 1
+        nonce = auth.new_nonce()
+        conn = ServerConnection(
+            self._next_conn, self._dispatch, self._on_lost, greeting=p.AuthChallenge(nonce)
+        )
+        conn.nonce = nonce  # type: ignore[attr-defined]
+        conn.remote = True  # type: ignore[attr-defined]
+        self.conns[conn.conn_id] = conn
+        return conn
+
     async def _teardown(self) -> None:
         remove_session(self.node_id)
         if self._server is not None:
             self._server.close()
+        if self._tcp_server is not None:
+            self._tcp_server.close()
         for conn in list(self.conns.values()):
             conn.close()
         await self.processes.stop_all()
         self.arena.unlink()
         shutil.rmtree(self.spill_dir, ignore_errors=True)
-        if self.embedded:  # the session is ours alone; the driver may be gone
-            shutil.rmtree(self.session_dir, ignore_errors=True)
+        shutil.rmtree(self.session_dir, ignore_errors=True)  # ours alone
 
     def _process_exited(self, pid: int) -> None:
         if not any(w.pid == pid for w in self.workers.values()) and pid not in self._said_hello:
@@ -262,9 +294,7 @@ class NodeManager(ActorManager, StateView):
             conn.close()
             return
         if asyncio.iscoroutine(result):
-            task = asyncio.ensure_future(result)
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._spawn(result)
 
     def _on_lost(self, conn: ServerConnection) -> None:
         self.conns.pop(conn.conn_id, None)
@@ -285,6 +315,13 @@ class NodeManager(ActorManager, StateView):
     # --- connections -----------------------------------------------------------------
 
     def on_hello(self, conn: ServerConnection, msg: p.Hello) -> None:
+        nonce = getattr(conn, "nonce", None)
+        if nonce is not None:
+            assert self.token is not None
+            if msg.role == "worker" or not auth.verify(self.token, nonce, msg.auth):
+                log.warning("refused a TCP connection from %s: bad token", conn.peer)
+                conn.close()
+                return
         conn.accept()
         conn.role = msg.role
         conn.pid = msg.pid
@@ -297,6 +334,7 @@ class NodeManager(ActorManager, StateView):
                 self.arena.size,
                 conn.conn_id,
                 dict(self.ledger.total),
+                self.tcp_address,
             )
         )
         if msg.role == "worker":
@@ -418,9 +456,42 @@ class NodeManager(ActorManager, StateView):
         if payload.data is None and not want_value:
             conn.send(p.ObjectAvailable(entry.object_id, None))
             return
+        if payload.data is None and getattr(conn, "remote", False):
+            # no shared memory across machines: send the bytes themselves
+            self._spawn(self._deliver_copy(conn, entry.object_id, payload))
+            return
         if payload.in_arena:
             self.objects.pin(entry, conn.conn_id)
         conn.send(p.ObjectAvailable(entry.object_id, payload))
+
+    async def _deliver_copy(self, conn: ServerConnection, oid: bytes, payload: p.Payload) -> None:
+        loop = asyncio.get_running_loop()
+        entry = self.objects.get(oid)
+        if entry is None:
+            return
+        self.objects.pin(entry, conn.conn_id)  # keep the range while we copy it out
+        try:
+            if payload.path is not None:
+                data = await loop.run_in_executor(None, _read_file, payload.path, payload.size)
+            else:
+                data = bytes(self.arena.view[payload.offset : payload.offset + payload.size])
+        finally:
+            reclaimed = self.objects.unpin(oid, conn.conn_id, 1)
+            if reclaimed is not None:
+                self._release_memory(reclaimed)
+        conn.send(
+            p.ObjectAvailable(
+                oid,
+                p.Payload(
+                    data=data, size=len(data), error=payload.error, type_name=payload.type_name
+                ),
+            )
+        )
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def on_subscribe(self, conn: ServerConnection, msg: p.Subscribe) -> None:
         for oid in msg.object_ids:
@@ -845,6 +916,11 @@ class NodeManager(ActorManager, StateView):
 # --- process entry point -------------------------------------------------------------
 
 
+def _read_file(path: str, size: int) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(size)
+
+
 def _has_module(name: str) -> bool:
     import importlib.util
 
@@ -858,23 +934,36 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--object-store-memory", type=int, required=True)
     parser.add_argument("--worker-env", default="{}", help="JSON dict added to workers' env")
     parser.add_argument("--task-history", type=int, default=10_000)
+    parser.add_argument(
+        "--head", action="store_true", help="run on after drivers leave (started by the CLI)"
+    )
+    parser.add_argument("--listen", default=None, help="HOST:PORT of the cluster port")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a notebook must not kill us
+    listen = None
+    token = None
+    if args.listen:
+        host, _, port = args.listen.rpartition(":")
+        listen = (host or "127.0.0.1", int(port))
+        token = os.environ.get(auth.TOKEN_ENV) or auth.new_token()
+        auth.write_token(os.path.join(args.session_dir, "token"), token)
     node = NodeManager(
         args.session_dir,
         json.loads(args.resources),
         args.object_store_memory,
-        embedded=True,
+        embedded=not args.head,
         worker_env=json.loads(args.worker_env),
         task_history=args.task_history,
+        listen=listen,
+        token=token,
     )
 
     def ready() -> None:
         # Tell the parent we listen, then send our output to the log file.
-        sys.stdout.write(f"READY {node.socket_path}\n")
+        sys.stdout.write(f"READY {node.socket_path} {node.tcp_address or '-'}\n")
         sys.stdout.flush()
         logfd = os.open(
             os.path.join(node.logs_dir, "node.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND

@@ -136,6 +136,7 @@ class Hello:
     pid: int
     worker_id: str = ""
     owns_node: bool = False  # an embedded node manager exits when this driver leaves
+    auth: bytes | None = None  # HMAC of the server's nonce, over TCP (see auth.py)
 
 
 @dataclass(slots=True)
@@ -273,6 +274,13 @@ class Shutdown:
 
 
 @dataclass(slots=True)
+class AuthChallenge:
+    """First message on a TCP connection: answer with HMAC(token, nonce) in Hello.auth."""
+
+    nonce: bytes
+
+
+@dataclass(slots=True)
 class Welcome:
     node_id: str
     session_dir: str
@@ -280,6 +288,7 @@ class Welcome:
     arena_size: int
     conn_id: int
     resources: dict[str, float] = field(default_factory=dict)
+    tcp_address: str | None = None  # HOST:PORT of the cluster port, when the node has one
 
 
 @dataclass(slots=True)

@@ -31,8 +31,11 @@ class ServerConnection(asyncio.Protocol):
         conn_id: int,
         on_message: Callable[[ServerConnection, Any], None],
         on_lost: Callable[[ServerConnection], None],
+        greeting: object | None = None,
     ) -> None:
         self.conn_id = conn_id
+        self.greeting = greeting  # sent as soon as the connection is made (TCP challenge)
+        self.peer = ""
         self.role = "unknown"
         self.pid = 0
         self.closed = False
@@ -48,7 +51,11 @@ class ServerConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "local"
         self._loop.call_later(HANDSHAKE_TIMEOUT, self._check_handshake)
+        if self.greeting is not None:
+            self.send(self.greeting)
 
     def _check_handshake(self) -> None:
         if not self.accepted and not self.closed:
@@ -116,13 +123,18 @@ class ClientConnection:
 
     def __init__(
         self,
-        path: str,
+        address: str | tuple[str, int],
         on_message: Callable[[Any], None],
         on_close: Callable[[], None],
         name: str = "jupyter-ray-reader",
     ) -> None:
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.connect(path)
+        if isinstance(address, tuple):
+            self._sock = socket.create_connection(address, timeout=30)
+            self._sock.settimeout(None)
+            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        else:
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self._sock.connect(address)
         self._lock = threading.Lock()
         self._on_message = on_message
         self._on_close = on_close
