@@ -228,6 +228,8 @@ class CoreClient:
             if slot is not None:
                 slot[1] = msg
                 slot[0].set()
+        elif kind is p.DriverWarning:
+            _print_log(p.LogLines(b"", "jupyter_ray warning", os.getpid(), 2, msg.text))
         elif kind is p.CancelTask:
             if self.on_cancel is not None:
                 self.on_cancel(msg)

@@ -649,13 +649,15 @@ class NodeManager(ActorManager, StateView):
             key = tuple(sorted(demand.items()))
             if key not in self._warned_infeasible:
                 self._warned_infeasible.add(key)
-                log.warning(
-                    "task %s needs %s but this node has %s; it waits until such resources "
-                    "are added",
-                    rec.spec.name,
-                    demand,
-                    self.ledger.total,
+                text = (
+                    f"{rec.spec.name} needs {demand}, more than this cluster has "
+                    f"({self.ledger.total}); it waits until such resources are added. "
+                    "Lower its num_cpus/num_gpus/resources, or cancel it."
                 )
+                log.warning(text)
+                owner = self.conns.get(rec.spec.owner)
+                if owner is not None:
+                    owner.send(p.DriverWarning(text))
         self.ready.push(demand, rec)
         self._dispatch_tasks()
 

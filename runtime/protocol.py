@@ -292,6 +292,13 @@ class Welcome:
 
 
 @dataclass(slots=True)
+class DriverWarning:
+    """Something the driver's user should know (printed on its stderr)."""
+
+    text: str
+
+
+@dataclass(slots=True)
 class ObjectCreated:
     req_id: int
     payload: Payload | None
