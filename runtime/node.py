@@ -902,8 +902,8 @@ class NodeManager(ActorManager, StateView):
                         "interpreter, fix that or raise max_retries."
                     ),
                 )
-        if not worker.exiting:
-            self._maintain_pool()
+        # Also after a max_calls exit; retiring surplus idle workers leaves pool_size.
+        self._maintain_pool()
         self._dispatch_tasks()
 
     def _maintain_pool(self) -> None:
