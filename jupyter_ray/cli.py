@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -60,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--num-gpus", type=float, default=None)
     start.add_argument("--resources", default=None, help="JSON, e.g. '{\"tpu\": 4}'")
     start.add_argument("--object-store-memory", type=int, default=None, help="bytes")
+    start.add_argument("--token", default=None, help="cluster token (with --address)")
     stop = sub.add_parser("stop", help="stop every jupyter_ray runtime on this machine")
     stop.add_argument("--force", action="store_true", help="SIGKILL instead of SIGTERM")
     return parser
@@ -101,12 +103,7 @@ def _start(args: argparse.Namespace) -> int:
     from .runtime.launch import start_local_node
 
     if args.address:
-        print(
-            "jupyter-ray: joining a head as a worker node is not available yet; run the "
-            "whole job on the head node for now (multi-node placement is being built).",
-            file=sys.stderr,
-        )
-        return 2
+        return _join(args)
     if not args.head:
         print("jupyter-ray: say 'start --head' (or 'start --address HOST:PORT')", file=sys.stderr)
         return 2
@@ -127,7 +124,55 @@ def _start(args: argparse.Namespace) -> int:
     print("  Connect from another machine (objects travel over TCP):")
     print(f"      JUPYTER_RAY_TOKEN=$(cat {token_file}) python -c \\")
     print(f"        \"import jupyter_ray as ray; ray.init(address='{node.tcp_address}')\"")
+    print("  Add a worker node (here or on another machine that can reach the port):")
+    print(f"      JUPYTER_RAY_TOKEN=$(cat {token_file}) \\")
+    print(f"        jupyter-ray start --address {node.tcp_address}")
     print("  Stop it with: jupyter-ray stop")
+    if node.proc.stdout is not None:
+        node.proc.stdout.close()
+    return 0
+
+
+def _join(args: argparse.Namespace) -> int:
+    from .api import node_resources
+    from .runtime.auth import TOKEN_ENV, read_token
+    from .runtime.discovery import find_sessions
+    from .runtime.launch import start_local_node
+
+    token = args.token or os.environ.get(TOKEN_ENV)
+    if not token:
+        for session in find_sessions():
+            if session.tcp_address == args.address and session.token_file:
+                token = read_token(session.token_file)
+    if not token:
+        print(
+            f"jupyter-ray: joining {args.address} needs the cluster token: pass --token or "
+            f"set {TOKEN_ENV} (the head's 'start --head' output says where it is stored)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        resources = json.loads(args.resources) if args.resources else None
+        totals, store = node_resources(
+            args.num_cpus, args.num_gpus, resources, args.object_store_memory
+        )
+        totals.pop("node:127.0.0.1", None)
+        node = start_local_node(
+            totals,
+            store,
+            head=True,
+            listen=f"{args.host}:0",
+            join=args.address,
+            token=token,
+        )
+    except (ValueError, TypeError) as err:
+        print(f"jupyter-ray: {err}", file=sys.stderr)
+        return 2
+    print(
+        f"Started a jupyter_ray worker node (pid {node.proc.pid}) on {node.tcp_address}, "
+        f"joining the head at {args.address}."
+    )
+    print(f"  Logs: {node.session_dir}/logs   Stop it with: jupyter-ray stop")
     if node.proc.stdout is not None:
         node.proc.stdout.close()
     return 0

@@ -67,6 +67,8 @@ def start_local_node(
     task_history: int = 10_000,
     head: bool = False,
     listen: str | None = None,
+    join: str | None = None,
+    token: str | None = None,
 ) -> LocalNode:
     """Start a node manager (and its workers) and wait until it listens.
 
@@ -99,11 +101,16 @@ def start_local_node(
         str(task_history),
     ]
     if head:
-        cmd.append("--head")
+        cmd.append("--detached")
     if listen:
         cmd += ["--listen", listen]
+    if join:
+        cmd += ["--join", join]
+    env = dict(os.environ)
+    if token:
+        env["JUPYTER_RAY_TOKEN"] = token  # in the environment, not on the command line
     proc = subprocess.Popen(
-        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, start_new_session=head
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, start_new_session=head, env=env
     )
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout

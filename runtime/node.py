@@ -29,6 +29,7 @@ from . import auth
 from . import protocol as p
 from .actor_manager import ACTOR_QUERIES, ActorManager
 from .actors import ActorDirectory, ActorRecord
+from .cluster import ClusterMember
 from .discovery import remove_session, write_session
 from .exceptions import ObjectStoreFullError, TaskCancelledError, WorkerCrashedError
 from .feed import ChangeFeed
@@ -91,7 +92,7 @@ class TaskRecord:
     actor: ActorRecord | None = None
 
 
-class NodeManager(ActorManager, StateView):
+class NodeManager(ActorManager, StateView, ClusterMember):
     """State and handlers of one node; see the module docstring for threading."""
 
     def __init__(
@@ -104,6 +105,7 @@ class NodeManager(ActorManager, StateView):
         task_history: int = 10_000,
         listen: tuple[str, int] | None = None,
         token: str | None = None,
+        join: tuple[str, int] | None = None,
     ) -> None:
         self.node_id = random_id(14)
         self.session_dir = session_dir
@@ -112,6 +114,7 @@ class NodeManager(ActorManager, StateView):
         self.listen = listen
         self.token = token
         self.tcp_address: str | None = None
+        self.init_cluster(is_head=join is None, join=join)
         self.ledger = ResourceLedger(resources)
         self.ready = ReadyQueue()
         self.objects = ObjectTable()
@@ -169,6 +172,8 @@ class NodeManager(ActorManager, StateView):
             p.ActorExiting: self.on_actor_exiting,
             p.FeedSubscribe: self.on_feed_subscribe,
             p.FeedResync: self.on_feed_resync,
+            p.NodeRegister: self.on_node_register,
+            p.NodeStatus: self.on_node_status,
         }
 
     # --- life cycle ------------------------------------------------------------------
@@ -198,6 +203,10 @@ class NodeManager(ActorManager, StateView):
             on_ready()
         housekeeping = asyncio.ensure_future(self._housekeeping())
         feed = asyncio.ensure_future(self._feed_loop())
+        if self.join is not None:
+            self._spawn(self.join_head())
+        elif self.listen is not None:
+            self._spawn(self.heartbeat_members())
         try:
             await self._stopping.wait()
         finally:
@@ -299,6 +308,7 @@ class NodeManager(ActorManager, StateView):
     def _on_lost(self, conn: ServerConnection) -> None:
         self.conns.pop(conn.conn_id, None)
         self.feed.unsubscribe(conn.conn_id)
+        self.member_lost(conn)
         freed: list[ObjectEntry] = []
         reclaim = self.objects.drop_connection(conn.conn_id, freed)
         for entry in freed + reclaim:
@@ -353,11 +363,12 @@ class NodeManager(ActorManager, StateView):
 
     def _answer(self, what: str, arg: Any) -> Any:
         if what == "cluster_resources":
-            return dict(self.ledger.total)
+            return _sum(v.total for v in self.all_views() if v.alive)
         if what == "available_resources":
-            return {k: v for k, v in self.ledger.available.items() if v > 0}
+            free = _sum(v.available for v in self.all_views() if v.alive)
+            return {k: v for k, v in free.items() if v > 0}
         if what == "nodes":
-            return [self.node_info()]
+            return [self.node_info(v) for v in self.all_views()]
         if what == "store_stats":
             return {
                 "capacity": self.alloc.capacity,
@@ -382,16 +393,32 @@ class NodeManager(ActorManager, StateView):
             return True
         raise ValueError(f"unknown query {what!r}")
 
-    def node_info(self) -> dict[str, Any]:
+    def node_info(self, view: p.NodeView) -> dict[str, Any]:
+        """One entry of ``nodes()``, with Ray's field names."""
+        host = view.address.rpartition(":")[0] or "127.0.0.1"
         return {
-            "NodeID": self.node_id,
-            "Alive": True,
-            "NodeManagerAddress": "127.0.0.1",
-            "NodeManagerHostname": socket.gethostname(),
-            "NodeManagerSocket": self.socket_path,
-            "Resources": dict(self.ledger.total),
-            "ObjectStoreMemory": self.alloc.capacity,
-            "alive": True,
+            "NodeID": view.node_id,
+            "Alive": view.alive,
+            "NodeManagerAddress": host,
+            "NodeManagerHostname": view.stats.get("hostname", ""),
+            "NodeManagerPort": view.address.rpartition(":")[2] or None,
+            "Resources": dict(view.total),
+            "ObjectStoreMemory": view.stats.get("object_store_capacity", 0),
+            "IsHead": view.is_head,
+            "alive": view.alive,
+        }
+
+    def _stats_for_peers(self) -> dict[str, Any]:
+        sample = self.telemetry.sample
+        return {
+            "hostname": socket.gethostname(),
+            "cpu_percent": sample.cpu_percent,
+            "memory_used": sample.memory_used,
+            "memory_total": sample.memory_total,
+            "object_store_used": self.alloc.used,
+            "object_store_capacity": self.alloc.capacity,
+            "object_store_spilled": self.spilled_bytes,
+            "num_workers": len(self.workers),
         }
 
     def on_feed_subscribe(self, conn: ServerConnection, msg: p.FeedSubscribe) -> None:
@@ -645,7 +672,7 @@ class NodeManager(ActorManager, StateView):
     def _enqueue(self, rec: TaskRecord) -> None:
         self._mark(rec, PENDING_RESOURCES)
         demand = rec.spec.resources
-        if not self.ledger.feasible(demand):
+        if not self.ledger.feasible(demand) and not self.feasible_somewhere(demand):
             key = tuple(sorted(demand.items()))
             if key not in self._warned_infeasible:
                 self._warned_infeasible.add(key)
@@ -677,10 +704,28 @@ class NodeManager(ActorManager, StateView):
                 rec = self.ready.popleft(queue)
                 assert isinstance(rec, TaskRecord)
                 self._run(rec, self.idle.pop(), grant)
+        if self.cluster:
+            self._spill_to_peers()
         if want_workers:
             room = MAX_WORKERS - len(self.workers) - self.starting
             for _ in range(min(want_workers - self.starting, room, 4)):
                 self._start_worker()
+
+    def _spill_to_peers(self) -> None:
+        """Forward queued tasks that cannot run here now to nodes that have room."""
+        for demand, queue in self.ready.shapes():
+            if self.ledger.fits(demand):
+                continue  # it will run here once a worker is free
+            while queue:
+                rec = queue[0]
+                assert isinstance(rec, TaskRecord)
+                if rec.spec.kind != p.TASK:
+                    break  # actors stay on the node that created them (for now)
+                node_id = self.place_elsewhere(demand, self.ledger.feasible(demand))
+                if node_id is None:
+                    break
+                self.ready.popleft(queue)
+                self.forward(rec, node_id)
 
     def _run(self, rec: TaskRecord, worker: WorkerState, grant: Grant) -> None:
         rec.grant = grant
@@ -847,6 +892,10 @@ class NodeManager(ActorManager, StateView):
             if rec.spec.kind != p.ACTOR_METHOD:
                 self.ready.remove(rec)
             self._fail(rec, error)
+        elif spec_id_forwarded := self.forwarded.get(task_id):
+            spec_id_forwarded.link.send(
+                p.CancelRequest(object_id_for(task_id, 0), force, recursive)
+            )
         elif rec.worker is not None:
             if force:
                 rec.force_cancel = True
@@ -918,6 +967,19 @@ class NodeManager(ActorManager, StateView):
 # --- process entry point -------------------------------------------------------------
 
 
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
+def _sum(dicts: Any) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for d in dicts:
+        for k, v in d.items():
+            total[k] = total.get(k, 0.0) + v
+    return total
+
+
 def _read_file(path: str, size: int) -> bytes:
     with open(path, "rb") as f:
         return f.read(size)
@@ -937,9 +999,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--worker-env", default="{}", help="JSON dict added to workers' env")
     parser.add_argument("--task-history", type=int, default=10_000)
     parser.add_argument(
-        "--head", action="store_true", help="run on after drivers leave (started by the CLI)"
+        "--detached", action="store_true", help="run on after drivers leave (started by the CLI)"
     )
     parser.add_argument("--listen", default=None, help="HOST:PORT of the cluster port")
+    parser.add_argument("--join", default=None, help="HOST:PORT of the head to join")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -948,19 +1011,19 @@ def main(argv: list[str] | None = None) -> None:
     listen = None
     token = None
     if args.listen:
-        host, _, port = args.listen.rpartition(":")
-        listen = (host or "127.0.0.1", int(port))
+        listen = _host_port(args.listen)
         token = os.environ.get(auth.TOKEN_ENV) or auth.new_token()
         auth.write_token(os.path.join(args.session_dir, "token"), token)
     node = NodeManager(
         args.session_dir,
         json.loads(args.resources),
         args.object_store_memory,
-        embedded=not args.head,
+        embedded=not args.detached,
         worker_env=json.loads(args.worker_env),
         task_history=args.task_history,
         listen=listen,
         token=token,
+        join=_host_port(args.join) if args.join else None,
     )
 
     def ready() -> None:

@@ -376,3 +376,46 @@ class FeedSubscribe:
 @dataclass(slots=True)
 class FeedResync:
     """The subscriber missed a sequence number: send a fresh snapshot."""
+
+
+# --- cluster membership (see cluster.py) ----------------------------------------------
+
+
+@dataclass(slots=True)
+class NodeView:
+    """What this node knows of one node of the cluster (itself included)."""
+
+    node_id: str
+    address: str  # HOST:PORT of its TCP port
+    total: dict[str, float]
+    available: dict[str, float]
+    alive: bool = True
+    is_head: bool = False
+    stats: dict[str, Any] = field(default_factory=dict)  # telemetry for the state API
+
+    def fits(self, demand: dict[str, float]) -> bool:
+        return all(self.available.get(k, 0.0) + 1e-9 >= v for k, v in demand.items() if v > 0)
+
+    def feasible(self, demand: dict[str, float]) -> bool:
+        return all(self.total.get(k, 0.0) + 1e-9 >= v for k, v in demand.items() if v > 0)
+
+
+@dataclass(slots=True)
+class NodeRegister:
+    """A worker node joins the head."""
+
+    view: NodeView
+
+
+@dataclass(slots=True)
+class NodeStatus:
+    """A member's heartbeat: its current free resources and telemetry."""
+
+    view: NodeView
+
+
+@dataclass(slots=True)
+class ClusterView:
+    """The head tells every member about every node (itself included)."""
+
+    views: list[NodeView]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import protocol as p
 from .ids import task_id_of
+from .protocol import NodeView
 from .state_schema import (
     DONE_STATES,
     FINISHED,
@@ -101,6 +102,9 @@ class StateView:
     spilled_bytes: int
     telemetry: Telemetry
     socket_path: str
+    cluster: dict[str, NodeView]
+    is_head: bool
+    tcp_address: str | None
 
     # --- records ---------------------------------------------------------------------
 
@@ -177,9 +181,9 @@ class StateView:
         return NodeState(
             node_id=self.node_id,
             alive=True,
-            address="127.0.0.1",
+            address=self.tcp_address or "127.0.0.1",
             hostname=socket.gethostname(),
-            is_head=True,
+            is_head=self.is_head,
             resources_total=dict(self.ledger.total),
             resources_available={k: max(v, 0.0) for k, v in self.ledger.available.items()},
             cpu_percent=sample.cpu_percent,
@@ -193,6 +197,33 @@ class StateView:
             extra={"socket": self.socket_path},
         )
 
+    def node_states(self) -> list[NodeState]:
+        """This node, then every other node this one knows of (alive or dead)."""
+        out = [self.node_state()]
+        for view in self.cluster.values():
+            if view.node_id == self.node_id:
+                continue
+            st = view.stats
+            out.append(
+                NodeState(
+                    node_id=view.node_id,
+                    alive=view.alive,
+                    address=view.address,
+                    hostname=str(st.get("hostname", "")),
+                    is_head=view.is_head,
+                    resources_total=dict(view.total),
+                    resources_available=dict(view.available),
+                    cpu_percent=float(st.get("cpu_percent", 0.0)),
+                    memory_used=int(st.get("memory_used", 0)),
+                    memory_total=int(st.get("memory_total", 0)),
+                    object_store_used=int(st.get("object_store_used", 0)),
+                    object_store_capacity=int(st.get("object_store_capacity", 0)),
+                    object_store_spilled=int(st.get("object_store_spilled", 0)),
+                    num_workers=int(st.get("num_workers", 0)),
+                )
+            )
+        return out
+
     # --- collections -----------------------------------------------------------------
 
     def all_tasks(self) -> list[TaskState]:
@@ -205,7 +236,7 @@ class StateView:
             "tasks": self.all_tasks(),
             "actors": [self.actor_state(r) for r in self.actors.actors.values()],
             "objects": [self.object_state(e) for e in self.objects.entries.values()],
-            "nodes": [self.node_state()],
+            "nodes": self.node_states(),
         }
 
     def lookup(self, kind: str, key: str) -> Any:
@@ -220,7 +251,7 @@ class StateView:
             entry = self.objects.get(bytes.fromhex(key))
             return self.object_state(entry) if entry is not None else None
         if kind == "nodes":
-            return self.node_state() if key == self.node_id else None
+            return next((n for n in self.node_states() if n.node_id == key), None)
         return None
 
     def state_query(self, what: str, arg: Any) -> Any:
@@ -232,7 +263,7 @@ class StateView:
         elif what == "list_objects":
             records = [self.object_state(e) for e in self.objects.entries.values()]
         elif what == "list_nodes":
-            records = [self.node_state()]
+            records = self.node_states()
         elif what == "summarize_tasks":
             return self.summarize()
         elif what == "task_graph":

@@ -1,7 +1,9 @@
-"""The head node started from the command line: attach, authenticate, status, stop.
+"""Clusters started from the command line: a head, worker nodes, drivers that attach.
 
 Each test runs the CLI with a private TMPDIR, so ``jupyter-ray stop`` and ``address="auto"``
 only see the runtime the test started; whatever it started is killed by pid at the end.
+Every node is a separate node manager with its own shared-memory store, workers and
+resources, talking to the others over authenticated loopback TCP.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import cloudpickle
 import numpy as np
 import psutil
 import pytest
@@ -31,6 +34,20 @@ class Head:
     address: str
     token_file: str
     env: dict[str, str]
+    nodes: list[int] = field(default_factory=list)  # pids of worker nodes started
+
+    def add_node(self, *args: str) -> int:
+        """Start a worker node that joins this head; returns its pid."""
+        out = self.cli("start", "--address", self.address, *args)
+        pid = int(re.search(r"\(pid (\d+)\)", out.stdout).group(1))  # type: ignore[union-attr]
+        self.nodes.append(pid)
+        return pid
+
+    def wait_nodes(self, n: int) -> None:
+        deadline = time.monotonic() + 60
+        while len([x for x in ray.nodes() if x["Alive"]]) < n:
+            assert time.monotonic() < deadline, f"only {ray.nodes()} joined"
+            time.sleep(0.05)
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         out = subprocess.run(
@@ -79,18 +96,27 @@ def head(tmp_path: Any, monkeypatch: Any) -> Iterator[Head]:
     token_file = re.search(r"Token: (\S+)", out.stdout).group(1)  # type: ignore[union-attr]
     assert "ray.init(address='auto')" in out.stdout
     family: list[psutil.Process] = []
+    head = Head(pid, address, token_file, env)
     try:
-        node = psutil.Process(pid)
-        yield Head(pid, address, token_file, env)
-        if node.is_running():
-            family = [node, *node.children(recursive=True)]
+        yield head
     finally:
+        for member in [pid, *head.nodes]:
+            try:
+                node = psutil.Process(member)
+                family += [node, *node.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                pass
         if ray.is_initialized():
             ray.shutdown()
         for proc in family:
             with contextlib.suppress(psutil.NoSuchProcess):
                 proc.kill()
         psutil.wait_procs(family, timeout=10)
+
+
+# Worker nodes are started by the CLI and cannot import this test module: ship its
+# functions by value, as a user would for a module that only the driver has.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 def _remote_only(monkeypatch: Any) -> None:
@@ -180,8 +206,79 @@ def test_status_then_stop_reports_how_many(head: Head) -> None:
     assert head.cli("status", check=False).returncode == 1  # nothing left to attach to
 
 
-def test_start_says_what_is_missing(head: Head) -> None:
-    out = head.cli("start", "--address", head.address, check=False)
-    assert out.returncode == 2 and "not available yet" in out.stderr
+def test_start_says_what_is_missing(head: Head, monkeypatch: Any) -> None:
     out = head.cli("start", check=False)
     assert out.returncode == 2 and "--head" in out.stderr
+    env = {k: v for k, v in head.env.items() if k != "JUPYTER_RAY_TOKEN"}
+    env["TMPDIR"] = "/nonexistent-dir-for-test"  # no local session to borrow the token from
+    out = subprocess.run(
+        [sys.executable, "-m", "jupyter_ray.cli", "start", "--address", "127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert out.returncode == 2 and "needs the cluster token" in out.stderr
+
+
+def _node_of_task() -> str:
+    return str(ray.get_runtime_context().get_node_id())
+
+
+@ray.remote(resources={"a": 1})
+def on_a() -> str:
+    return _node_of_task()
+
+
+@ray.remote(resources={"b": 1})
+def on_b(x: Any) -> tuple[str, float]:
+    return _node_of_task(), float(np.asarray(x).sum())
+
+
+@ray.remote(resources={"a": 1})
+def make_big() -> Any:
+    return np.ones(2_000_000)  # 16 MB: travels between nodes as a copy
+
+
+def test_tasks_go_to_the_node_with_their_resource_and_data_follows(head: Head) -> None:
+    head.add_node("--num-cpus", "1", "--resources", '{"a": 1}', "--object-store-memory", "64000000")
+    head.add_node("--num-cpus", "1", "--resources", '{"b": 1}', "--object-store-memory", "64000000")
+    ray.init(address=head.address)
+    head.wait_nodes(3)
+    nodes = {n["NodeID"]: n for n in ray.nodes()}
+    assert ray.cluster_resources()["CPU"] == 4  # 2 on the head, 1 + 1 on the nodes
+    node_a = ray.get(on_a.remote())
+    assert nodes[node_a]["Resources"].get("a") == 1
+    big = make_big.remote()
+    node_b, total = ray.get(on_b.remote(big))
+    assert nodes[node_b]["Resources"].get("b") == 1 and node_b != node_a
+    assert total == 2_000_000.0
+    np.testing.assert_array_equal(ray.get(big)[:3], [1.0, 1.0, 1.0])
+    listed = {n.node_id: n for n in ray.state.list_nodes()}
+    assert set(listed) == set(nodes) and all(n.alive for n in listed.values())
+
+
+@ray.remote
+def slow_square(x: int) -> tuple[int, str]:
+    time.sleep(0.3)
+    return x * x, _node_of_task()
+
+
+def test_work_spills_to_other_nodes_and_survives_a_node_killed_mid_job(head: Head) -> None:
+    victim = head.add_node("--num-cpus", "2")
+    head.add_node("--num-cpus", "2")
+    ray.init(address=head.address)
+    head.wait_nodes(3)
+    refs = [slow_square.remote(i) for i in range(24)]
+    time.sleep(0.5)  # let the job spread out
+    family = [psutil.Process(victim), *psutil.Process(victim).children(recursive=True)]
+    for proc in family:
+        proc.kill()  # SIGKILL the whole node: node manager, zygote and workers
+    results = ray.get(refs, timeout=120)
+    assert [r[0] for r in results] == [i * i for i in range(24)]
+    assert len({r[1] for r in results}) >= 2
+    head.wait_nodes(2)
+    deadline = time.monotonic() + 30
+    while any(n["Alive"] for n in ray.nodes() if n["NodeID"] not in {r[1] for r in results}):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)

@@ -1,0 +1,456 @@
+"""Several node managers as one cluster: membership, placement across nodes, transfers.
+
+A mixin of :class:`node.NodeManager`; everything runs on its event loop.
+
+- **Membership.** A worker node connects to the head's TCP port (authenticated like any
+  peer), registers, and then reports its free resources every ``HEARTBEAT`` seconds. The
+  head keeps the list and sends every member the cluster view whenever it changes and
+  with each heartbeat round; a member whose connection drops is marked dead at once.
+- **Placement.** A node runs a ready task itself when its resources fit. When they never
+  can (infeasible here) or cannot now (busy) and another live node has room, the task is
+  *forwarded*: this node manager connects to that node's TCP port (a ``PeerLink``) and
+  acts as a driver there. The submitter still talks only to its own node.
+- **Data.** Arguments travel with a forwarded task (their values are put on the peer
+  under the same object ids, never through the head); results come back as soon as the
+  task finishes, so an object never lives only on another node once its task is done.
+- **Failure.** When a peer's connection drops, tasks forwarded there are retried (on
+  this node or another) while ``max_retries`` allows, else fail naming the node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import auth
+from . import protocol as p
+from .exceptions import WorkerCrashedError
+from .ids import object_id_for
+from .protocol import FrameDecoder, NodeView, encode
+from .state_schema import SCHEDULED
+
+if TYPE_CHECKING:
+    from .node import TaskRecord
+    from .objects import ObjectTable
+    from .scheduler import ReadyQueue, ResourceLedger
+    from .store import Allocator, Arena
+    from .transport import ServerConnection
+
+log = logging.getLogger("jupyter_ray.node")
+
+HEARTBEAT = 0.5
+
+
+class PeerLink(asyncio.Protocol):
+    """An outgoing, authenticated connection from this node manager to another one."""
+
+    def __init__(
+        self,
+        node_id: str,
+        token: str,
+        hello: p.Hello,
+        on_message: Callable[..., None],
+        on_lost: Callable[[PeerLink], None],
+    ) -> None:
+        self.node_id = node_id
+        self._token = token
+        self._hello = hello
+        self._on_message = on_message
+        self._on_lost = on_lost
+        self._decoder = FrameDecoder()
+        self.transport: asyncio.Transport | None = None
+        self.ready: asyncio.Future[p.Welcome] = asyncio.get_event_loop().create_future()
+        self.closed = False
+        self.functions: set[bytes] = set()
+        self.pushed: dict[bytes, int] = {}  # object id -> forwarded tasks that need it
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            messages = self._decoder.feed(data)
+        except Exception as err:
+            log.warning("bad frame from peer %s: %s", self.node_id, err)
+            self.close()
+            return
+        for msg in messages:
+            if isinstance(msg, p.AuthChallenge):
+                self._hello.auth = auth.answer(self._token, msg.nonce)
+                self.send(self._hello)
+            elif isinstance(msg, p.Welcome):
+                if not self.ready.done():
+                    self.ready.set_result(msg)
+            else:
+                self._on_message(self, msg)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError(f"peer {self.node_id} closed the link"))
+        self._on_lost(self)
+
+    def send(self, *msgs: object) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(b"".join(encode(m) for m in msgs))
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+@dataclass(slots=True, eq=False)
+class Forwarded:
+    """A task this node sent to another node, and what it is waiting for."""
+
+    rec: TaskRecord
+    node_id: str
+    link: PeerLink
+    pushed: list[bytes]
+    results: dict[bytes, p.Payload] = field(default_factory=dict)
+
+
+class ClusterMember:
+    """Cluster handlers of a node manager; see the module docstring."""
+
+    node_id: str
+    token: str | None
+    tcp_address: str | None
+    ledger: ResourceLedger
+    ready: ReadyQueue
+    objects: ObjectTable
+    arena: Arena
+    alloc: Allocator
+    tasks: dict[bytes, TaskRecord]
+    conns: dict[int, ServerConnection]
+    functions: dict[bytes, tuple[str, bytes]]
+
+    if TYPE_CHECKING:
+
+        def _spawn(self, coro: Any) -> None: ...
+        def _enqueue(self, rec: TaskRecord) -> None: ...
+        def _mark(self, rec: TaskRecord, state: str, when: float | None = ...) -> None: ...
+        def _finish(
+            self, rec: TaskRecord, results: list[p.Payload], contained: list[list[bytes]]
+        ) -> None: ...
+        def _fail(self, rec: TaskRecord, error: BaseException) -> None: ...
+        def _dispatch_tasks(self) -> None: ...
+        async def _allocate(self, object_id: bytes, size: int) -> p.Payload: ...
+        def _stats_for_peers(self) -> dict[str, Any]: ...
+
+    def init_cluster(self, is_head: bool, join: tuple[str, int] | None) -> None:
+        self.is_head = is_head
+        self.join = join
+        self.cluster: dict[str, NodeView] = {}
+        self.members: dict[int, str] = {}  # head side: member connection -> node id
+        self.links: dict[str, PeerLink] = {}
+        self.linking: dict[str, asyncio.Future[PeerLink]] = {}
+        self.forwarded: dict[bytes, Forwarded] = {}
+        self.head_link: PeerLink | None = None
+
+    def self_view(self) -> NodeView:
+        return NodeView(
+            self.node_id,
+            self.tcp_address or "",
+            dict(self.ledger.total),
+            {k: max(v, 0.0) for k, v in self.ledger.available.items()},
+            True,
+            self.is_head,
+            self._stats_for_peers(),
+        )
+
+    def peers(self) -> list[NodeView]:
+        return [v for k, v in self.cluster.items() if k != self.node_id and v.alive]
+
+    def all_views(self) -> list[NodeView]:
+        views = {v.node_id: v for v in self.cluster.values()}
+        views[self.node_id] = self.self_view()
+        return list(views.values())
+
+    # --- membership (member side) ------------------------------------------------------
+
+    async def join_head(self) -> None:
+        """Member: connect to the head, register, then heartbeat until the link drops."""
+        assert self.join is not None and self.token is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            hello = p.Hello("node", os.getpid())
+            link = PeerLink("head", self.token, hello, self._on_peer_message, self._on_link_lost)
+            try:
+                await loop.create_connection(_factory(link), *self.join)
+                await asyncio.wait_for(link.ready, 30)
+            except (OSError, ConnectionError, asyncio.TimeoutError) as err:
+                log.warning("cannot reach the head at %s:%s (%s); retrying", *self.join, err)
+                await asyncio.sleep(1.0)
+                continue
+            self.head_link = link
+            link.send(p.NodeRegister(self.self_view()))
+            log.info("joined the head at %s:%s", *self.join)
+            while not link.closed:
+                await asyncio.sleep(HEARTBEAT)
+                link.send(p.NodeStatus(self.self_view()))
+            log.warning("lost the head; trying to rejoin")
+            await asyncio.sleep(1.0)
+
+    # --- membership (head side) --------------------------------------------------------
+
+    def on_node_register(self, conn: ServerConnection, msg: p.NodeRegister) -> None:
+        view = msg.view
+        self.members[conn.conn_id] = view.node_id
+        self.cluster[view.node_id] = view
+        log.info("node %s joined from %s", view.node_id, view.address)
+        self._broadcast_view()
+        self._dispatch_tasks()
+
+    def on_node_status(self, conn: ServerConnection, msg: p.NodeStatus) -> None:
+        if conn.conn_id in self.members:
+            self.cluster[msg.view.node_id] = msg.view
+            self._dispatch_tasks()
+
+    def member_lost(self, conn: ServerConnection) -> None:
+        node_id = self.members.pop(conn.conn_id, None)
+        if node_id is None:
+            return
+        view = self.cluster.get(node_id)
+        if view is not None:
+            view.alive = False
+            log.warning("node %s left the cluster", node_id)
+        link = self.links.pop(node_id, None)
+        if link is not None:
+            link.close()
+        self._broadcast_view()
+
+    def _broadcast_view(self) -> None:
+        views = self.all_views()
+        for conn_id in self.members:
+            conn = self.conns.get(conn_id)
+            if conn is not None:
+                conn.send(p.ClusterView(views))
+
+    async def heartbeat_members(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            if self.members:
+                self._broadcast_view()
+
+    # --- messages from peers -----------------------------------------------------------
+
+    def _on_peer_message(self, link: PeerLink, msg: Any) -> None:
+        if isinstance(msg, p.ClusterView):
+            for view in msg.views:
+                if view.node_id != self.node_id:
+                    old = self.cluster.get(view.node_id)
+                    self.cluster[view.node_id] = view
+                    if old is not None and old.alive and not view.alive:
+                        dead = self.links.get(view.node_id)
+                        if dead is not None:
+                            dead.close()
+            self._dispatch_tasks()
+        elif isinstance(msg, p.ObjectAvailable):
+            self._spawn(self._forwarded_result(link, msg))
+        elif isinstance(msg, p.LogLines):
+            fwd = self.forwarded.get(msg.task_id)
+            owner = self.conns.get(fwd.rec.spec.owner) if fwd is not None else None
+            if owner is not None:
+                owner.send(msg)
+
+    def _on_link_lost(self, link: PeerLink) -> None:
+        if self.links.get(link.node_id) is link:
+            del self.links[link.node_id]
+        view = self.cluster.get(link.node_id)
+        lost = [f for f in self.forwarded.values() if f.link is link]
+        if lost and view is not None:
+            view.alive = False
+        for fwd in lost:
+            del self.forwarded[fwd.rec.spec.task_id]
+            rec = fwd.rec
+            if rec.retries_left > 0 and not rec.cancelled:
+                rec.retries_left -= 1
+                rec.attempt += 1
+                log.warning("node %s died; retrying %s elsewhere", link.node_id, rec.spec.name)
+                self._enqueue(rec)
+            else:
+                self._fail(
+                    rec,
+                    WorkerCrashedError(
+                        f"The node {link.node_id} running {rec.spec.name}() died, and no "
+                        "retries were left (max_retries)."
+                    ),
+                )
+
+    # --- placement ---------------------------------------------------------------------
+
+    def place_elsewhere(self, demand: dict[str, float], feasible_here: bool) -> str | None:
+        """A live peer that can take a task of this demand now, or None."""
+        best: NodeView | None = None
+        for view in self.peers():
+            if view.fits(demand) and (best is None or _headroom(view) > _headroom(best)):
+                best = view
+        if best is not None:
+            for k, v in demand.items():  # count it taken until the next status arrives
+                best.available[k] = best.available.get(k, 0.0) - v
+            return best.node_id
+        return None
+
+    def feasible_somewhere(self, demand: dict[str, float]) -> bool:
+        return any(v.feasible(demand) for v in self.peers())
+
+    async def _link(self, node_id: str) -> PeerLink:
+        link = self.links.get(node_id)
+        if link is not None and not link.closed:
+            return link
+        pending = self.linking.get(node_id)
+        if pending is not None:
+            return await pending
+        future: asyncio.Future[PeerLink] = asyncio.get_running_loop().create_future()
+        self.linking[node_id] = future
+        try:
+            view = self.cluster[node_id]
+            host, _, port = view.address.rpartition(":")
+            assert self.token is not None
+            link = PeerLink(
+                node_id,
+                self.token,
+                p.Hello("peer", os.getpid()),
+                self._on_peer_message,
+                self._on_link_lost,
+            )
+            await asyncio.get_running_loop().create_connection(_factory(link), host, int(port))
+            await asyncio.wait_for(link.ready, 30)
+            self.links[node_id] = link
+            future.set_result(link)
+            return link
+        except BaseException as err:
+            future.set_exception(err)
+            future.exception()  # mark retrieved
+            raise
+        finally:
+            del self.linking[node_id]
+
+    def forward(self, rec: TaskRecord, node_id: str) -> None:
+        self._mark(rec, SCHEDULED)
+        rec.worker_pid = None
+        self._spawn(self._forward(rec, node_id))
+
+    async def _forward(self, rec: TaskRecord, node_id: str) -> None:
+        spec = rec.spec
+        try:
+            link = await self._link(node_id)
+        except (OSError, ConnectionError, asyncio.TimeoutError, KeyError) as err:
+            log.warning("cannot reach node %s (%s); keeping %s here", node_id, err, spec.name)
+            view = self.cluster.get(node_id)
+            if view is not None:
+                view.alive = False
+            self._enqueue(rec)
+            return
+        pushed = []
+        for oid in self._closure(spec.deps + spec.nested_refs):
+            entry = self.objects.get(oid)
+            if entry is None or entry.payload is None:
+                continue
+            count = link.pushed.get(oid, 0)
+            if count == 0:
+                data = await self._payload_bytes(entry.payload)
+                link.send(p.PutInline(oid, data, list(entry.contains), entry.payload.type_name))
+            link.pushed[oid] = count + 1
+            pushed.append(oid)
+        msgs: list[object] = []
+        if spec.fn_id and spec.fn_id not in link.functions:
+            name, payload = self.functions[spec.fn_id]
+            msgs.append(p.RegisterFunction(spec.fn_id, name, payload))
+            link.functions.add(spec.fn_id)
+        returns = [object_id_for(spec.task_id, i) for i in range(spec.num_returns)]
+        msgs += [p.SubmitTask(spec), p.Subscribe(returns, True)]
+        self.forwarded[spec.task_id] = Forwarded(rec, node_id, link, pushed)
+        link.send(*msgs)
+
+    def _closure(self, roots: list[bytes]) -> list[bytes]:
+        """The objects and, recursively, the objects they contain (children first)."""
+        seen: set[bytes] = set()
+        order: list[bytes] = []
+
+        def visit(oid: bytes) -> None:
+            if oid in seen:
+                return
+            seen.add(oid)
+            entry = self.objects.get(oid)
+            if entry is not None:
+                for child in entry.contains:
+                    visit(child)
+            order.append(oid)
+
+        for oid in roots:
+            visit(oid)
+        return order
+
+    async def _payload_bytes(self, payload: p.Payload) -> bytes:
+        if payload.data is not None:
+            return payload.data
+        if payload.path is not None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(None, _read, payload.path, payload.size)
+        return bytes(self.arena.view[payload.offset : payload.offset + payload.size])
+
+    async def _forwarded_result(self, link: PeerLink, msg: p.ObjectAvailable) -> None:
+        task_id = msg.object_id[:16]
+        fwd = self.forwarded.get(task_id)
+        if fwd is None or msg.payload is None:
+            return
+        payload = msg.payload
+        if payload.data is not None and payload.size >= p.INLINE_LIMIT and not payload.error:
+            local = await self._allocate(msg.object_id, len(payload.data))
+            if local.path is not None:
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(None, _write, local.path, payload.data)
+            else:
+                self.arena.view[local.offset : local.offset + len(payload.data)] = payload.data
+            local.type_name = payload.type_name
+            payload = local
+        fwd.results[msg.object_id] = payload
+        spec = fwd.rec.spec
+        if len(fwd.results) < spec.num_returns or self.forwarded.get(task_id) is not fwd:
+            return
+        del self.forwarded[task_id]
+        returns = [object_id_for(spec.task_id, i) for i in range(spec.num_returns)]
+        results = [fwd.results[oid] for oid in returns]
+        done = [oid for oid in fwd.pushed if _release_push(link, oid)]
+        link.send(p.RefUpdate([], returns + done))  # the peer may free its copies now
+        rec = fwd.rec
+        rec.ended = time.time()
+        if any(r.error for r in results):
+            rec.error_type = rec.error_type or "RemoteTaskError"
+        self._finish(rec, results, [[] for _ in results])
+        self._dispatch_tasks()
+
+
+def _factory(link: PeerLink) -> Callable[[], PeerLink]:
+    return lambda: link
+
+
+def _release_push(link: PeerLink, oid: bytes) -> bool:
+    left = link.pushed.get(oid, 0) - 1
+    if left > 0:
+        link.pushed[oid] = left
+        return False
+    link.pushed.pop(oid, None)
+    return True
+
+
+def _headroom(view: NodeView) -> float:
+    return view.available.get("CPU", 0.0)
+
+
+def _read(path: str, size: int) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(size)
+
+
+def _write(path: str, data: bytes) -> None:
+    with open(path, "r+b") as f:
+        f.write(data)
