@@ -443,7 +443,27 @@ class NodeManager(ActorManager, StateView, ClusterMember):
 
     def on_put_inline(self, conn: ServerConnection, msg: p.PutInline) -> None:
         self.objects.create(msg.object_id, conn.conn_id)
+        if len(msg.data) >= p.INLINE_LIMIT:
+            # A large value sent over TCP (another node, a remote driver): keep it in the
+            # store, so workers here map it instead of receiving it in every message.
+            self._spawn(self._store_large(msg))
+            return
         payload = p.Payload(data=msg.data, size=len(msg.data), type_name=msg.type_name)
+        self._sealed(msg.object_id, payload, msg.contained)
+
+    async def _store_large(self, msg: p.PutInline) -> None:
+        size = len(msg.data)
+        try:
+            payload = await self._allocate(msg.object_id, size)
+        except ObjectStoreFullError:
+            payload = p.Payload(data=msg.data, size=size)
+        else:
+            if payload.path is not None:
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(None, _write_file, payload.path, msg.data)
+            else:
+                self.arena.view[payload.offset : payload.offset + size] = msg.data
+        payload.type_name = msg.type_name
         self._sealed(msg.object_id, payload, msg.contained)
 
     async def on_create_object(self, conn: ServerConnection, msg: p.CreateObject) -> None:
@@ -978,6 +998,11 @@ def _sum(dicts: Any) -> dict[str, float]:
         for k, v in d.items():
             total[k] = total.get(k, 0.0) + v
     return total
+
+
+def _write_file(path: str, data: bytes) -> None:
+    with open(path, "r+b") as f:
+        f.write(data)
 
 
 def _read_file(path: str, size: int) -> bytes:
