@@ -180,7 +180,7 @@ def init(
         if not log_to_driver:
             client.on_log = lambda msg: None
         _node = node
-        context.set_client(client)
+        _connected(client)
         return _info()
 
 
@@ -232,8 +232,16 @@ def _attach(address: str, log_to_driver: bool, token: str | None) -> RuntimeInfo
         ) from err
     if not log_to_driver:
         client.on_log = lambda msg: None
-    context.set_client(client)
+    _connected(client)
     return _info()
+
+
+def _connected(client: CoreClient) -> None:
+    """Make ``client`` this driver's connection; each connection is a new job."""
+    context.set_client(client)
+    # Random rather than counted: drivers on different nodes of a cluster need no
+    # coordination to get distinct ids. 4 bytes, as Ray's job ids.
+    context.driver_job_id = os.urandom(4).hex()
 
 
 def _same_address(a: str, b: str) -> bool:
@@ -263,6 +271,7 @@ def shutdown() -> None:
     with _lock:
         client = context.get_client()
         context.set_client(None)
+        context.driver_job_id = None
         if client is not None:
             client.close()
         node, _node = _node, None

@@ -30,7 +30,15 @@ class RuntimeContext:
         return f"{os.getpid():x}-{client.welcome.conn_id if client and client.welcome else 0}"
 
     def get_job_id(self) -> str:
-        return "01000000"
+        """Hex id of the job: one per driver connection, inherited by every task it
+        causes (nested tasks and actor calls included)."""
+        job = context.current_job_id()
+        if job is None:
+            raise RuntimeError(
+                "no job here: call jupyter_ray.init() first (in a worker, ask from inside a "
+                "task or actor method)"
+            )
+        return job
 
     def get_assigned_resources(self) -> dict[str, float]:
         ctx = context.current_task()

@@ -91,14 +91,20 @@ def summarize_tasks() -> TaskSummary:
     return summary
 
 
-def task_graph(cell_id: str | None = None) -> dict[str, list[dict[str, Any]]]:
-    """The task graph (of one notebook cell, or of everything the runtime remembers).
+def task_graph(
+    cell_id: str | None = None, job_id: str | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """The task graph of one notebook cell, of one job (a driver: a script or a kernel, see
+    ``get_runtime_context().get_job_id()``), or of everything the runtime remembers.
 
     ``{"nodes": [{"id", "name", "kind", "state", ...}], "edges": [{"source", "target",
     "kind"}]}``; edge kinds: ``data`` (a result used as an argument), ``submitted`` (a task
     started from inside another), ``actor`` (a call on the actor made by that creation).
     """
-    graph: dict[str, list[dict[str, Any]]] = _query("task_graph", None, None, cell_id)
+    for name, value in (("cell_id", cell_id), ("job_id", job_id)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"task_graph({name}=...) takes a str or None, got {value!r}")
+    graph: dict[str, list[dict[str, Any]]] = _query("task_graph", None, None, (cell_id, job_id))
     return graph
 
 

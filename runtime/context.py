@@ -33,6 +33,7 @@ class TaskContext:
     cell_id: str | None = None
     cell_execution_count: int | None = None
     cancel_requested: bool = False
+    job_id: str | None = None
 
 
 def get_client() -> CoreClient | None:
@@ -69,3 +70,15 @@ def current_cell() -> tuple[str | None, int | None]:
 
 def current_cell_id() -> str | None:
     return current_cell()[0]
+
+
+driver_job_id: str | None = None
+"""Set in a driver when it connects: the id of its job (one per driver connection)."""
+
+
+def current_job_id() -> str | None:
+    """The job to stamp on a new task: inherited inside a task, else the driver's own."""
+    ctx = current_task()
+    if ctx is not None:
+        return ctx.job_id
+    return driver_job_id

@@ -337,6 +337,7 @@ class CoreClient:
             parent_task=ctx.task_id if ctx is not None else None,
             cell_id=cell[0],
             cell_execution_count=cell[1],
+            job_id=context.current_job_id(),
             kind=p.TASK if actor_id is None else p.ACTOR_METHOD,
             actor_id=actor_id,
             method=method,
@@ -381,6 +382,7 @@ class CoreClient:
             parent_task=ctx.task_id if ctx is not None else None,
             cell_id=cell[0],
             cell_execution_count=cell[1],
+            job_id=context.current_job_id(),
             kind=p.ACTOR_CREATION,
             actor_id=task_id,
         )

@@ -99,6 +99,7 @@ class TaskSpec:
     parent_task: bytes | None = None
     cell_id: str | None = None
     cell_execution_count: int | None = None
+    job_id: str | None = None  # the driver whose work this is, inherited by nested tasks
     owner: int = 0  # connection id of the submitter, filled in by the node manager
     kind: int = 0  # TASK, ACTOR_CREATION or ACTOR_METHOD
     actor_id: bytes | None = None

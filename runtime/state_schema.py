@@ -46,6 +46,7 @@ class TaskState(_Record):
     error_message: str | None
     cell_id: str | None  # notebook cell that submitted it (None outside notebooks)
     cell_execution_count: int | None  # that cell's execution count
+    job_id: str | None  # the driver connection whose work this is (see get_job_id())
 
 
 @dataclass(slots=True)

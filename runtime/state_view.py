@@ -133,6 +133,7 @@ class StateView:
             error_message=rec.error_message,
             cell_id=spec.cell_id,
             cell_execution_count=spec.cell_execution_count,
+            job_id=spec.job_id,
         )
 
     def actor_state(self, record: ActorRecord) -> ActorState:
@@ -267,7 +268,8 @@ class StateView:
         elif what == "summarize_tasks":
             return self.summarize()
         elif what == "task_graph":
-            return self.task_graph(extra)
+            cell_id, job_id = extra
+            return self.task_graph(cell_id, job_id)
         elif what == "timeline":
             return self.timeline_events()
         else:
@@ -285,9 +287,15 @@ class StateView:
             dropped_from_history=dict(self.history.dropped),
         )
 
-    def task_graph(self, cell_id: str | None) -> dict[str, list[dict[str, Any]]]:
+    def task_graph(
+        self, cell_id: str | None, job_id: str | None = None
+    ) -> dict[str, list[dict[str, Any]]]:
         """Nodes (tasks) and edges: data (result used as argument), submitted, actor."""
-        tasks = [t for t in self.all_tasks() if cell_id is None or t.cell_id == cell_id]
+        tasks = [
+            t
+            for t in self.all_tasks()
+            if (cell_id is None or t.cell_id == cell_id) and (job_id is None or t.job_id == job_id)
+        ]
         ids = {t.task_id for t in tasks}
         nodes = [
             {
@@ -296,6 +304,7 @@ class StateView:
                 "kind": t.kind,
                 "state": t.state,
                 "cell_id": t.cell_id,
+                "job_id": t.job_id,
                 "actor_id": t.actor_id,
             }
             for t in tasks

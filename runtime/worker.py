@@ -192,7 +192,12 @@ class Worker:
         if isinstance(fn, p.TaskDone):
             return fn
         ctx = context.TaskContext(
-            spec.task_id, spec.name, list(msg.gpu_ids), spec.cell_id, spec.cell_execution_count
+            spec.task_id,
+            spec.name,
+            list(msg.gpu_ids),
+            spec.cell_id,
+            spec.cell_execution_count,
+            job_id=spec.job_id,
         )
         main = threading.get_ident() == self.main_ident
         old_cuda = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -270,7 +275,12 @@ class Worker:
         async with self.semaphore:
             started = time.time()
             ctx = context.TaskContext(
-                spec.task_id, spec.name, list(msg.gpu_ids), spec.cell_id, spec.cell_execution_count
+                spec.task_id,
+                spec.name,
+                list(msg.gpu_ids),
+                spec.cell_id,
+                spec.cell_execution_count,
+                job_id=spec.job_id,
             )
             context._task.set(ctx)  # this coroutine runs in its own copy of the context
             try:

@@ -194,6 +194,50 @@ def test_cell_id_is_stamped_and_inherited_by_nested_tasks(ray_2cpu: Any) -> None
     assert (t.cell_id, t.cell_execution_count) == ("cell-42", 7)
 
 
+def test_job_id_is_per_driver_and_inherited_by_nested_tasks_and_actor_calls(
+    ray_2cpu: Any,
+) -> None:
+    @ray.remote
+    def outer() -> str:
+        ray.get(inc.remote(1))
+        return str(ray.get_runtime_context().get_job_id())
+
+    @ray.remote
+    class Probe:
+        def job(self) -> str:
+            return str(ray.get_runtime_context().get_job_id())
+
+    mine = ray.get_runtime_context().get_job_id()
+    assert ray.get(outer.remote()) == mine
+    probe = Probe.remote()
+    assert ray.get(probe.job.remote()) == mine
+    # A second driver, in its own process, attached to the same runtime: another job.
+    other = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import jupyter_ray as ray\n"
+            f"ray.init(address={ray_2cpu.session_dir + '/node.sock'!r})\n"
+            "@ray.remote\ndef g(): return 1\n"
+            "ray.get(g.remote())\n"
+            "print(ray.get_runtime_context().get_job_id())\n"
+            "ray.shutdown()\n",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert other.returncode == 0, other.stderr
+    other_job = other.stdout.strip()
+    assert other_job and other_job != mine
+    names = sorted(n["name"] for n in state.task_graph(job_id=mine)["nodes"])
+    assert names == ["Probe", "Probe.job", "inc", "outer"], names
+    assert [n["name"] for n in state.task_graph(job_id=other_job)["nodes"]] == ["g"]
+    assert {t.job_id for t in state.list_tasks(filters=[("name", "=", "g")])} == {other_job}
+    with pytest.raises(TypeError, match="job_id"):
+        state.task_graph(job_id=3)  # type: ignore[arg-type]
+
+
 def test_history_is_bounded_and_summaries_count_what_was_dropped(ray_start: Any) -> None:
     ray_start(_system_config={"task_history": 20})
     ray.get([inc.remote(i) for i in range(120)])
