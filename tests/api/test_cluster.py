@@ -282,3 +282,28 @@ def test_work_spills_to_other_nodes_and_survives_a_node_killed_mid_job(head: Hea
     while any(n["Alive"] for n in ray.nodes() if n["NodeID"] not in {r[1] for r in results}):
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+def test_a_worker_node_that_restarts_rejoins_and_runs_what_waited_for_it(head: Head) -> None:
+    first = head.add_node("--num-cpus", "1", "--resources", '{"a": 1}')
+    ray.init(address=head.address)
+    head.wait_nodes(2)
+    old_id = ray.get(on_a.remote(), timeout=60)
+    family = [psutil.Process(first), *psutil.Process(first).children(recursive=True)]
+    for proc in family:
+        proc.kill()
+    psutil.wait_procs(family, timeout=10)
+    deadline = time.monotonic() + 30
+    while any(n["Alive"] for n in ray.nodes() if n["NodeID"] == old_id):
+        assert time.monotonic() < deadline, "the head did not notice the node die"
+        time.sleep(0.05)
+    # Nothing left has resource "a": the task waits (it does not fail) ...
+    waiting = on_a.remote()
+    ready, _ = ray.wait([waiting], timeout=0.5)
+    assert not ready
+    # ... until the node comes back, as a new node with the same resources.
+    head.add_node("--num-cpus", "1", "--resources", '{"a": 1}')
+    new_id = ray.get(waiting, timeout=60)
+    assert new_id != old_id
+    alive = {n["NodeID"]: n["Alive"] for n in ray.nodes()}
+    assert alive[new_id] is True and alive.get(old_id) is not True
