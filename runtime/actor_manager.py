@@ -5,7 +5,8 @@ method runs on the node manager's event loop. An actor is born from a creation t
 is scheduled like any task (its placement resources), then owns a dedicated worker
 process. Its *cookie* is an object whose references are the actor's handles: while any
 handle, or any pending call, refers to it the actor lives; when the last goes away, the
-actor is stopped (unless detached).
+actor is stopped (unless detached). Actors placed on, owned by or called from other nodes
+go through the base class, :class:`cluster_actors.ClusterActors`.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from . import protocol as p
-from .actors import ALIVE, DEAD, RESTARTING, ActorDirectory, ActorRecord
+from .actors import ALIVE, DEAD, RESTARTING, ActorDirectory, ActorRecord, alive_cookie
+from .cluster_actors import ClusterActors
 from .exceptions import ActorDiedError, RayActorError
 from .ids import object_id_for
-from .serialization import deserialize, serialize
+from .serialization import deserialize
 from .state_schema import PENDING_ARGS, PENDING_RESOURCES
 
 if TYPE_CHECKING:
@@ -28,10 +30,11 @@ if TYPE_CHECKING:
     from .scheduler import Grant, ReadyQueue, ResourceLedger
     from .transport import ServerConnection
 
-ACTOR_QUERIES = frozenset({"get_actor", "list_named_actors", "actors"})
+DIRECTORY_QUERIES = frozenset({"actor_register", "actor_unregister", "actor_owner"})
+ACTOR_QUERIES = frozenset({"get_actor", "list_named_actors", "actors"}) | DIRECTORY_QUERIES
 
 
-class ActorManager:
+class ActorManager(ClusterActors):
     """Actor handlers; see the module docstring."""
 
     actors: ActorDirectory
@@ -62,36 +65,35 @@ class ActorManager:
 
     # --- creation --------------------------------------------------------------------
 
-    def on_create_actor(self, conn: ServerConnection, msg: p.CreateActor) -> None:
+    def on_create_actor(self, conn: ServerConnection, msg: p.CreateActor) -> Any:
+        opts = msg.options
+        if opts.name:
+            existing = self.actors.lookup(opts.name, opts.namespace)
+            info = existing.info() if existing is not None else self.name_taken_elsewhere(msg)
+            if info is not None:
+                self.reply_name_taken(conn, msg, info)
+                return None
+            if self.needs_head_for_name(conn, msg):
+                return self.create_named_via_head(conn, msg)  # a coroutine: reserve first
+        self.create_actor_here(conn, msg)
+        return None
+
+    def create_actor_here(self, conn: ServerConnection, msg: p.CreateActor) -> None:
+        """Create the actor's record (this node owns it) and schedule its creation."""
         from .node import TaskRecord
 
         opts = msg.options
         spec = msg.spec
-        if opts.name:
-            existing = self.actors.lookup(opts.name, opts.namespace)
-            if existing is not None:
-                if opts.get_if_exists:
-                    conn.send(p.ActorCreated(msg.req_id, existing.info(), existed=True))
-                else:
-                    conn.send(
-                        p.ActorCreated(
-                            msg.req_id,
-                            None,
-                            error=(
-                                f"An actor named {opts.name!r} already exists in namespace "
-                                f"{opts.namespace!r}. Use get_actor({opts.name!r}) for a "
-                                "handle to it, pass get_if_exists=True, or pick another name."
-                            ),
-                        )
-                    )
-                return
         spec.owner = conn.conn_id
         cookie = object_id_for(spec.task_id, 0)
         self.objects.create(cookie, conn.conn_id)  # the creator's handle
         if opts.detached:
             self.objects.hold(cookie)  # lives until killed
         record = ActorRecord(spec.task_id, cookie, spec, opts, conn.conn_id)
+        record.for_peer = conn.role == "peer"  # an owner on another node placed it here
         self.actors.add(record)
+        if not record.for_peer:
+            self.register_actor(record)
         # __init__ arguments stay alive for the actor's life: a restart runs it again
         for oid in spec.deps + spec.nested_refs:
             self.objects.hold(oid)
@@ -151,7 +153,8 @@ class ActorManager:
         record.state = ALIVE
         entry = self.objects.get(record.cookie)
         if entry is not None and entry.payload is None:
-            self.objects.seal(record.cookie, p.Payload(data=_NONE, size=len(_NONE)), [])
+            # through _sealed: an owner on another node subscribed to learn it is alive
+            self._sealed(record.cookie, alive_cookie(), [])
         self.pump_actor(record)
 
     # --- calls -----------------------------------------------------------------------
@@ -160,6 +163,8 @@ class ActorManager:
         spec = rec.spec
         assert spec.actor_id is not None
         record = self.actors.actors.get(spec.actor_id)
+        if record is None and self.in_cluster():
+            record = self.proxy_for(spec)  # another node owns it
         self._track(rec)
         if record is None:
             self._fail(
@@ -174,7 +179,8 @@ class ActorManager:
         rec.retries_left = max(record.options.max_task_retries, 0)
         if record.options.max_task_retries < 0:
             rec.retries_left = 1 << 30
-        self.objects.hold(record.cookie)  # a pending call keeps the actor alive
+        if not record.proxy:  # (the owner's node holds it once the call gets there)
+            self.objects.hold(record.cookie)  # a pending call keeps the actor alive
         if record.state == DEAD:
             self._fail(rec, self._death_error(record))
             return
@@ -182,7 +188,11 @@ class ActorManager:
         self.pump_actor(record)
 
     def pump_actor(self, record: ActorRecord) -> None:
-        """Send every call whose turn has come to the actor's worker."""
+        """Send every call whose turn has come to the actor's worker (or its node)."""
+        if record.route is not None or record.proxy:
+            if record.route_ready:
+                self.send_routed(record)
+            return
         if record.state != ALIVE or record.worker is None:
             return
         gpu_ids = record.grant.gpu_ids if record.grant is not None else []
@@ -203,7 +213,10 @@ class ActorManager:
 
     # --- death and restarts ----------------------------------------------------------
 
-    def actor_process_lost(self, record: ActorRecord, exit_code: int | None) -> None:
+    def actor_process_lost(
+        self, record: ActorRecord, exit_code: int | None, cause: str | None = None
+    ) -> None:
+        """The actor's process died, or (``cause`` given) the node hosting it."""
         self.feed.touch("actors", record.actor_id.hex())
         if record.grant is not None:
             self.ledger.release(record.grant)
@@ -221,7 +234,7 @@ class ActorManager:
             cause = record.exiting_reason
         elif record.no_restart:
             cause = record.death_cause or "it was killed with jupyter_ray.kill()"
-        else:
+        elif cause is None:
             code = f" with exit code {exit_code}" if exit_code is not None else ""
             cause = f"its worker process (pid {record.pid}) died{code}"
         limit = record.options.max_restarts
@@ -268,6 +281,10 @@ class ActorManager:
             self._release_holds(creation.spec)
         self.actors.mark_dead(record, cause)
         self.feed.touch("actors", record.actor_id.hex())
+        self.unregister_actor(record)
+        self.hosted_actor_died(record)
+        if record.route is not None:
+            self.release_host(record)
         # the lifetime hold on the constructor's arguments, taken at creation
         freed: list[Any] = []
         for oid in record.spec.deps + record.spec.nested_refs:
@@ -317,13 +334,19 @@ class ActorManager:
 
     def on_kill_actor(self, conn: ServerConnection, msg: p.KillActor) -> None:
         record = self.actors.actors.get(msg.actor_id)
-        if record is None or record.state == DEAD:
+        if record is None or (record.for_peer and msg.no_restart):
+            self.kill_elsewhere(msg)  # the owner marks it dead and frees its name
+            if record is None:
+                return
+        if record.state == DEAD:
             return
         if msg.no_restart:
             record.no_restart = True
             record.death_cause = "it was killed with jupyter_ray.kill()"
         if record.worker is not None:
             self._kill_worker(record.worker)
+        elif record.route is not None:
+            self.kill_routed(record, msg)
         elif msg.no_restart:
             self._actor_dead(record, record.death_cause)
 
@@ -339,9 +362,15 @@ class ActorManager:
         if what == "get_actor":
             name, namespace = arg
             record = self.actors.lookup(name, namespace)
+            if record is None and self.is_head:
+                return self.actor_directory.lookup(name, namespace)  # another node's
             return record.info() if record is not None else None
         if what == "list_named_actors":
+            if self.is_head:
+                return self.actor_directory.names(None if arg else "default")
             return self.actors.names(None if arg else "default")
+        if what in DIRECTORY_QUERIES:
+            return self.directory_query(what, arg)
         if what == "actors":
             return [
                 {
@@ -356,6 +385,3 @@ class ActorManager:
                 for r in self.actors.actors.values()
             ]
         raise ValueError(f"unknown actor query {what!r}")
-
-
-_NONE = serialize(None).to_bytes()  # the value of an actor's cookie once it is alive

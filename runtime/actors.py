@@ -11,7 +11,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .protocol import ActorInfo, ActorOptions, TaskSpec
+from .protocol import ActorInfo, ActorOptions, Payload, TaskSpec
+from .serialization import serialize
 
 if TYPE_CHECKING:
     from .scheduler import Grant
@@ -20,6 +21,13 @@ PENDING = "PENDING_CREATION"
 ALIVE = "ALIVE"
 RESTARTING = "RESTARTING"
 DEAD = "DEAD"
+
+_NONE = serialize(None).to_bytes()
+
+
+def alive_cookie() -> Payload:
+    """The value an actor's cookie gets once the actor runs (a fresh, mutable payload)."""
+    return Payload(data=_NONE, size=len(_NONE))
 
 
 @dataclass(slots=True, eq=False)
@@ -40,6 +48,14 @@ class ActorRecord:
     exiting_reason: str = ""
     queues: dict[int, deque[Any]] = field(default_factory=dict)  # caller -> TaskRecords
     inflight: dict[bytes, Any] = field(default_factory=dict)  # task id -> TaskRecord
+    # Across nodes (see cluster_actors.py): calls go to ``route`` instead of a local
+    # worker; to the host node for an actor placed elsewhere, to the owner for a proxy.
+    route: str | None = None
+    route_ready: bool = False  # its creation (or owner lookup) went out first
+    outbox: deque[Any] = field(default_factory=deque)  # released calls not yet sent
+    sending: bool = False
+    proxy: bool = False  # another node owns the actor; this record only forwards calls
+    for_peer: bool = False  # hosted here for an owner on another node
 
     @property
     def name(self) -> str | None:
@@ -59,6 +75,7 @@ class ActorDirectory:
         self.actors: dict[bytes, ActorRecord] = {}
         self.by_cookie: dict[bytes, ActorRecord] = {}
         self.named: dict[tuple[str, str], bytes] = {}
+        self.proxies: dict[bytes, ActorRecord] = {}  # actors other nodes own, by id
 
     def add(self, record: ActorRecord) -> None:
         self.actors[record.actor_id] = record
@@ -80,6 +97,10 @@ class ActorDirectory:
 
     def forget(self, record: ActorRecord) -> None:
         """Drop a dead actor once nothing refers to it."""
+        if record.proxy:
+            if self.proxies.get(record.actor_id) is record:
+                del self.proxies[record.actor_id]
+            return
         self.actors.pop(record.actor_id, None)
         self.by_cookie.pop(record.cookie, None)
 

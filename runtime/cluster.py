@@ -15,6 +15,8 @@ A mixin of :class:`node.NodeManager`; everything runs on its event loop.
   task finishes, so an object never lives only on another node once its task is done.
 - **Failure.** When a peer's connection drops, tasks forwarded there are retried (on
   this node or another) while ``max_retries`` allows, else fail naming the node.
+- **Actors** are placed the same way; the calls, names and failures of actors that live
+  on another node are handled in :mod:`cluster_actors`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import auth
 from . import protocol as p
+from .cluster_actors import ActorNameDirectory
 from .exceptions import WorkerCrashedError
 from .ids import object_id_for
 from .protocol import FrameDecoder, NodeView, encode
@@ -143,6 +146,12 @@ class ClusterMember:
         def _dispatch_tasks(self) -> None: ...
         async def _allocate(self, object_id: bytes, size: int) -> p.Payload: ...
         def _stats_for_peers(self) -> dict[str, Any]: ...
+        def forward_creation(self, rec: TaskRecord, node_id: str) -> None: ...
+        def remote_creation_done(self, fwd: Forwarded, payload: p.Payload) -> None: ...
+        def head_replied(self, msg: p.QueryReply) -> None: ...
+        def head_lost(self) -> None: ...
+        def routes_to(self, node_id: str) -> bool: ...
+        def actors_lost_with(self, node_id: str) -> None: ...
 
     def init_cluster(self, is_head: bool, join: tuple[str, int] | None) -> None:
         self.is_head = is_head
@@ -153,6 +162,8 @@ class ClusterMember:
         self.linking: dict[str, asyncio.Future[PeerLink]] = {}
         self.forwarded: dict[bytes, Forwarded] = {}
         self.head_link: PeerLink | None = None
+        self.actor_directory = ActorNameDirectory()  # consulted on the head only
+        self.head_requests: dict[int, asyncio.Future[Any]] = {}  # member: queries to the head
 
     def self_view(self) -> NodeView:
         return NodeView(
@@ -196,6 +207,7 @@ class ClusterMember:
                 await asyncio.sleep(HEARTBEAT)
                 link.send(p.NodeStatus(self.self_view()))
             log.warning("lost the head; trying to rejoin")
+            self.head_link = None
             await asyncio.sleep(1.0)
 
     # --- membership (head side) --------------------------------------------------------
@@ -221,6 +233,7 @@ class ClusterMember:
         if view is not None:
             view.alive = False
             log.warning("node %s left the cluster", node_id)
+        self.actor_directory.drop_node(node_id)  # its actors died with it
         link = self.links.pop(node_id, None)
         if link is not None:
             link.close()
@@ -259,17 +272,26 @@ class ClusterMember:
             owner = self.conns.get(fwd.rec.spec.owner) if fwd is not None else None
             if owner is not None:
                 owner.send(msg)
+        elif isinstance(msg, p.QueryReply):
+            self.head_replied(msg)
+        elif isinstance(msg, p.ActorCreated) and msg.error:
+            log.warning("node %s refused an actor: %s", link.node_id, msg.error)
 
     def _on_link_lost(self, link: PeerLink) -> None:
+        if link is self.head_link:
+            self.head_lost()
         if self.links.get(link.node_id) is link:
             del self.links[link.node_id]
         view = self.cluster.get(link.node_id)
         lost = [f for f in self.forwarded.values() if f.link is link]
-        if lost and view is not None:
+        actors = self.routes_to(link.node_id)
+        if (lost or actors) and view is not None:
             view.alive = False
         for fwd in lost:
             del self.forwarded[fwd.rec.spec.task_id]
             rec = fwd.rec
+            if rec.actor is not None:
+                continue  # actor creations and calls: below
             if rec.retries_left > 0 and not rec.cancelled:
                 rec.retries_left -= 1
                 rec.attempt += 1
@@ -283,6 +305,8 @@ class ClusterMember:
                         "retries were left (max_retries)."
                     ),
                 )
+        if actors:
+            self.actors_lost_with(link.node_id)
 
     # --- placement ---------------------------------------------------------------------
 
@@ -334,6 +358,9 @@ class ClusterMember:
             del self.linking[node_id]
 
     def forward(self, rec: TaskRecord, node_id: str) -> None:
+        if rec.spec.kind == p.ACTOR_CREATION:
+            self.forward_creation(rec, node_id)
+            return
         self._mark(rec, SCHEDULED)
         rec.worker_pid = None
         self._spawn(self._forward(rec, node_id))
@@ -342,13 +369,23 @@ class ClusterMember:
         spec = rec.spec
         try:
             link = await self._link(node_id)
+            await self._send_forward(rec, node_id, link, None)
         except (OSError, ConnectionError, asyncio.TimeoutError, KeyError) as err:
             log.warning("cannot reach node %s (%s); keeping %s here", node_id, err, spec.name)
             view = self.cluster.get(node_id)
             if view is not None:
                 view.alive = False
             self._enqueue(rec)
-            return
+
+    async def _send_forward(
+        self, rec: TaskRecord, node_id: str, link: PeerLink, create: p.ActorOptions | None
+    ) -> None:
+        """Push the task's arguments to the peer, then the task (or actor) itself.
+
+        With ``create``, the task is an actor's creation and the peer is asked to host it.
+        Raises ConnectionError if the link closed meanwhile, having sent nothing that counts.
+        """
+        spec = rec.spec
         pushed = []
         for oid in self._closure(spec.deps + spec.nested_refs):
             entry = self.objects.get(oid)
@@ -366,7 +403,12 @@ class ClusterMember:
             msgs.append(p.RegisterFunction(spec.fn_id, name, payload))
             link.functions.add(spec.fn_id)
         returns = [object_id_for(spec.task_id, i) for i in range(spec.num_returns)]
-        msgs += [p.SubmitTask(spec), p.Subscribe(returns, True)]
+        if create is not None:
+            msgs += [p.CreateActor(0, spec, create), p.Subscribe(returns, False)]
+        else:
+            msgs += [p.SubmitTask(spec), p.Subscribe(returns, True)]
+        if link.closed:  # it dropped while we read the arguments
+            raise ConnectionError(f"the link to node {node_id} closed")
         self.forwarded[spec.task_id] = Forwarded(rec, node_id, link, pushed)
         link.send(*msgs)
 
@@ -403,6 +445,13 @@ class ClusterMember:
         if fwd is None or msg.payload is None:
             return
         payload = msg.payload
+        if fwd.rec.spec.kind == p.ACTOR_CREATION:
+            del self.forwarded[task_id]
+            done = [oid for oid in fwd.pushed if _release_push(link, oid)]
+            if done:  # the host holds the constructor's arguments for the actor's life
+                link.send(p.RefUpdate([], done))
+            self.remote_creation_done(fwd, payload)
+            return
         if payload.data is not None and payload.size >= p.INLINE_LIMIT and not payload.error:
             local = await self._allocate(msg.object_id, len(payload.data))
             if local.path is not None:
@@ -425,6 +474,8 @@ class ClusterMember:
         rec.ended = time.time()
         if any(r.error for r in results):
             rec.error_type = rec.error_type or "RemoteTaskError"
+        if rec.actor is not None:
+            rec.actor.inflight.pop(spec.task_id, None)
         self._finish(rec, results, [[] for _ in results])
         self._dispatch_tasks()
 

@@ -359,6 +359,8 @@ class NodeManager(ActorManager, StateView, ClusterMember):
         self.functions[msg.fn_id] = (msg.name, msg.payload)
 
     def on_query(self, conn: ServerConnection, msg: p.Query) -> None:
+        if self.query_via_head(conn, msg):
+            return
         conn.send(p.QueryReply(msg.req_id, self._answer(msg.what, msg.arg)))
 
     def _answer(self, what: str, arg: Any) -> Any:
@@ -739,8 +741,6 @@ class NodeManager(ActorManager, StateView, ClusterMember):
             while queue:
                 rec = queue[0]
                 assert isinstance(rec, TaskRecord)
-                if rec.spec.kind != p.TASK:
-                    break  # actors stay on the node that created them (for now)
                 node_id = self.place_elsewhere(demand, self.ledger.feasible(demand))
                 if node_id is None:
                     break

@@ -143,7 +143,7 @@ class StateView:
             name=record.options.name,
             namespace=record.options.namespace,
             state=record.state,
-            node_id=self.node_id,
+            node_id=record.route or self.node_id,  # placed on another node: that one
             pid=record.pid or None,
             restarts=record.restarts,
             death_cause=record.death_cause or None,

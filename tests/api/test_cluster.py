@@ -8,111 +8,22 @@ resources, talking to the others over authenticated loopback TCP.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import cloudpickle
 import numpy as np
 import psutil
 import pytest
+from _cluster import Head, head_fixture  # noqa: F401 - provides the head fixture
 from jupyter_ray.runtime import discovery
 
 import jupyter_ray as ray
-
-
-@dataclass
-class Head:
-    pid: int
-    address: str
-    token_file: str
-    env: dict[str, str]
-    nodes: list[int] = field(default_factory=list)  # pids of worker nodes started
-
-    def add_node(self, *args: str) -> int:
-        """Start a worker node that joins this head; returns its pid."""
-        out = self.cli("start", "--address", self.address, *args)
-        pid = int(re.search(r"\(pid (\d+)\)", out.stdout).group(1))  # type: ignore[union-attr]
-        self.nodes.append(pid)
-        return pid
-
-    def wait_nodes(self, n: int) -> None:
-        deadline = time.monotonic() + 60
-        while len([x for x in ray.nodes() if x["Alive"]]) < n:
-            assert time.monotonic() < deadline, f"only {ray.nodes()} joined"
-            time.sleep(0.05)
-
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        out = subprocess.run(
-            [sys.executable, "-m", "jupyter_ray.cli", *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=self.env,
-        )
-        if check:
-            assert out.returncode == 0, out.stderr
-        return out
-
-
-@pytest.fixture
-def head(tmp_path: Any, monkeypatch: Any) -> Iterator[Head]:
-    env = {**os.environ, "TMPDIR": str(tmp_path)}
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
-    import tempfile
-
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jupyter_ray.cli",
-            "start",
-            "--head",
-            "--port",
-            "0",
-            "--num-cpus",
-            "2",
-            "--resources",
-            '{"slot": 3}',
-            "--object-store-memory",
-            str(64 << 20),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-    assert out.returncode == 0, out.stderr
-    pid = int(re.search(r"\(pid (\d+)\)", out.stdout).group(1))  # type: ignore[union-attr]
-    address = re.search(r"on (127\.0\.0\.1:\d+)\.", out.stdout).group(1)  # type: ignore[union-attr]
-    token_file = re.search(r"Token: (\S+)", out.stdout).group(1)  # type: ignore[union-attr]
-    assert "ray.init(address='auto')" in out.stdout
-    family: list[psutil.Process] = []
-    head = Head(pid, address, token_file, env)
-    try:
-        yield head
-    finally:
-        for member in [pid, *head.nodes]:
-            try:
-                node = psutil.Process(member)
-                family += [node, *node.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                pass
-        if ray.is_initialized():
-            ray.shutdown()
-        for proc in family:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.kill()
-        psutil.wait_procs(family, timeout=10)
-
 
 # Worker nodes are started by the CLI and cannot import this test module: ship its
 # functions by value, as a user would for a module that only the driver has.
