@@ -88,7 +88,8 @@ class CoreClient:
         self._pending_unpin: dict[bytes, int] = {}
         self._values: dict[bytes, p.Payload] = {}
         self._ready: set[bytes] = set()
-        self._requested: dict[bytes, bool] = {}
+        self._requested: dict[bytes, bool] = {}  # asked for, not yet answered: want value?
+        self.objects_received = 0  # ObjectAvailable messages, for tests of the wait path
         self._mapped: dict[bytes, _Mapped] = {}
         self._futures: dict[bytes, list[concurrent.futures.Future[Any]]] = {}
         self._replies: dict[int, list[Any]] = {}
@@ -240,8 +241,10 @@ class CoreClient:
         oid = msg.object_id
         payload = msg.payload
         with self._lock:
+            self.objects_received += 1
             if payload is None:
-                self._ready.add(oid)
+                if oid in self._local_refs:
+                    self._ready.add(oid)
             elif payload.in_arena:
                 m = self._mapped.get(oid)
                 if m is None:
@@ -254,6 +257,16 @@ class CoreClient:
             self._requested.pop(oid, None)
             self._cond.notify_all()
             futures = self._futures.pop(oid, None)
+            if futures and not self._has_value(oid):
+                # only readiness came (we had asked for no more): ask for the value now
+                self._futures[oid] = futures
+                self._requested[oid] = True
+                futures = None
+                again = True
+            else:
+                again = False
+        if again:
+            self.send(p.Subscribe([oid], True))
         if futures:
             for fut in futures:
                 self._complete_future(oid, fut)
@@ -348,6 +361,11 @@ class CoreClient:
             self._registered.add(fn_id)
         msgs.append(p.SubmitTask(spec))
         refs = [self._new_owned_ref(object_id_for(task_id, i)) for i in range(num_returns)]
+        with self._lock:
+            # The node manager tells the owner when each result is ready, with the value
+            # when it is small, unasked: a get() right after a submit sends nothing more.
+            for ref in refs:
+                self._requested[ref.binary()] = False
         self.send(*msgs)
         del keep  # large arguments put for this task: the task now holds them
         return refs
@@ -401,6 +419,8 @@ class CoreClient:
     def _serialize_args(
         self, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[bytes, list[bytes], list[bytes], list[ObjectRef]]:
+        if not args and not kwargs:
+            return _NO_ARGS, [], [], []  # a call without arguments: nothing to pickle
         deps: list[bytes] = []
         keep: list[ObjectRef] = []
 
@@ -483,41 +503,51 @@ class CoreClient:
     ) -> list[bytes]:
         """Block until ``count`` of ``ids`` are available; returns the available ones."""
         have = self._has_value if want_value else self._is_ready
-        with self._lock:
-            ready = [oid for oid in ids if have(oid)]
-            if len(ready) >= count:
-                return ready
-            ask = [oid for oid in ids if not have(oid) and self._requested.get(oid) is not True]
-            for oid in ask:
-                if want_value or oid not in self._requested:
-                    self._requested[oid] = want_value
-        blocked = self.role == "worker"
-        msgs: list[object] = []
-        if ask:
-            msgs.append(p.Subscribe(ask, want_value))
-        if blocked:
-            msgs.append(p.Blocked())
-        if msgs:
-            self.send(*msgs)
+        requested = self._requested
+        worker = self.role == "worker"
+        blocked = False
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            with self._lock:
-                while True:
-                    ready = [oid for oid in ids if have(oid)]
-                    if len(ready) >= count:
-                        return ready
-                    if self.closed:
-                        raise RaySystemError(
-                            "lost the connection to the jupyter_ray node manager; call "
-                            "jupyter_ray.shutdown() and jupyter_ray.init() again"
-                        )
-                    if deadline is None:
-                        self._cond.wait(1.0)
-                    else:
-                        left = deadline - time.monotonic()
-                        if left <= 0:
+            while True:
+                with self._lock:
+                    while True:
+                        ready: list[bytes] = []
+                        # Subscribe once per object, and only for what no answer is on its
+                        # way for: a draining ``wait`` blocks again and again on the same
+                        # refs, and asking each time made the node answer each time
+                        # (89,201 messages for a 500-task drain). An answer that brought
+                        # readiness but not the value we want takes the id out of
+                        # ``_requested``, so it is asked for again here.
+                        ask: list[bytes] = []
+                        for oid in ids:
+                            if have(oid):
+                                ready.append(oid)
+                            elif oid not in requested:
+                                ask.append(oid)
+                        if len(ready) >= count:
                             return ready
-                        self._cond.wait(min(left, 1.0))
+                        if ask or (worker and not blocked):
+                            for oid in ask:
+                                requested[oid] = want_value
+                            break
+                        if self.closed:
+                            raise RaySystemError(
+                                "lost the connection to the jupyter_ray node manager; call "
+                                "jupyter_ray.shutdown() and jupyter_ray.init() again"
+                            )
+                        if deadline is None:
+                            self._cond.wait(1.0)
+                        else:
+                            left = deadline - time.monotonic()
+                            if left <= 0:
+                                return ready
+                            self._cond.wait(min(left, 1.0))
+                msgs: list[object] = [p.Subscribe(ask, want_value)] if ask else []
+                if worker and not blocked:
+                    # a worker about to block lends its CPU, so nested tasks can run
+                    msgs.append(p.Blocked())
+                    blocked = True
+                self.send(*msgs)
         finally:
             if blocked:
                 self.send(p.Unblocked())
@@ -635,6 +665,10 @@ class CoreClient:
 
     def cancel(self, ref: ObjectRef, force: bool, recursive: bool) -> None:
         self.send(p.CancelRequest(ref.binary(), force, recursive))
+
+
+_NO_ARGS = serialize(((), {})).to_bytes()
+"""The serialized arguments of a call that has none (the worker checks for it too)."""
 
 
 class _KeepAlive:

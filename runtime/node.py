@@ -302,7 +302,8 @@ class NodeManager(ActorManager, StateView, ClusterMember):
             log.exception("handling %s from conn %d failed; closing it", type(msg), conn.conn_id)
             conn.close()
             return
-        if asyncio.iscoroutine(result):
+        # most handlers return None; iscoroutine(None) is a slow ABC check
+        if result is not None and asyncio.iscoroutine(result):
             self._spawn(result)
 
     def _on_lost(self, conn: ServerConnection) -> None:
@@ -489,7 +490,7 @@ class NodeManager(ActorManager, StateView, ClusterMember):
             return
         if self.feed.subscribers:
             self.feed.touch("objects", object_id.hex())
-        for conn_id, want_value in entry.waiters:
+        for conn_id, want_value in entry.waiters.items():
             conn = self.conns.get(conn_id)
             if conn is not None:
                 self._deliver(conn, entry, want_value)
@@ -550,7 +551,7 @@ class NodeManager(ActorManager, StateView, ClusterMember):
             if entry.payload is not None:
                 self._deliver(conn, entry, msg.want_value)
             else:
-                entry.waiters.append((conn.conn_id, msg.want_value))
+                self.objects.add_waiter(entry, conn.conn_id, msg.want_value)
 
     def on_ref_update(self, conn: ServerConnection, msg: p.RefUpdate) -> None:
         if self.feed.subscribers:
@@ -658,7 +659,10 @@ class NodeManager(ActorManager, StateView, ClusterMember):
         spec = msg.spec
         spec.owner = conn.conn_id
         for i in range(spec.num_returns):
-            self.objects.create(object_id_for(spec.task_id, i), conn.conn_id)
+            entry = self.objects.create(object_id_for(spec.task_id, i), conn.conn_id)
+            # The owner hears when each result is ready (with small values inline) without
+            # asking: its client counts on that and sends no Subscribe for them.
+            self.objects.add_waiter(entry, conn.conn_id, False)
         rec = TaskRecord(spec, retries_left=spec.max_retries)
         if spec.kind == p.ACTOR_METHOD:
             self.submit_actor_call(conn, rec)
@@ -828,7 +832,7 @@ class NodeManager(ActorManager, StateView, ClusterMember):
         for i, payload in enumerate(results):
             oid = object_id_for(spec.task_id, i)
             entry = self.objects.get(oid)
-            owner_waits = entry is not None and any(c == spec.owner for c, _ in entry.waiters)
+            owner_waits = entry is not None and spec.owner in entry.waiters
             self._sealed(oid, payload, contained[i] if i < len(contained) else [])
             # push small results to the owner before it asks: saves a round trip
             if (

@@ -31,7 +31,9 @@ class ObjectEntry:
     contained_in: int = 0  # the part of ``holds`` that comes from containing objects
     pins: dict[int, int] = field(default_factory=dict)
     contains: list[bytes] = field(default_factory=list)
-    waiters: list[tuple[int, bool]] = field(default_factory=list)  # (conn id, want value)
+    # conn id -> wants the value (not just readiness); one entry per process, so a
+    # process that subscribes again is still answered once
+    waiters: dict[int, bool] = field(default_factory=dict)
     created: float = field(default_factory=time.time)
     freed: bool = False
     spilling: bool = False
@@ -102,6 +104,17 @@ class ObjectTable:
         entry.refs.discard(conn)
         self._maybe_free(entry, freed)
 
+    def add_waiter(self, entry: ObjectEntry, conn: int, want_value: bool) -> bool:
+        """Note that ``conn`` waits for an unsealed object; False if nothing changed.
+
+        A process that asks twice is answered once, with the value if either ask wanted it.
+        """
+        prev = entry.waiters.get(conn)
+        if prev is True or prev is want_value:
+            return False
+        entry.waiters[conn] = want_value
+        return True
+
     def hold(self, object_id: bytes) -> None:
         entry = self.entries.get(object_id)
         if entry is not None:
@@ -138,7 +151,7 @@ class ObjectTable:
         for entry in list(self.entries.values()):
             entry.pins.pop(conn, None)
             if entry.waiters:
-                entry.waiters = [w for w in entry.waiters if w[0] != conn]
+                entry.waiters.pop(conn, None)
             if conn in entry.refs:
                 entry.refs.discard(conn)
                 self._maybe_free(entry, freed)

@@ -39,22 +39,40 @@ class FrameDecoder:
         self._buf = bytearray()
         self.max_frame = max_frame
 
-    def feed(self, data: bytes) -> list[Any]:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Any]:
+        """Messages completed by ``data``; ``data`` may be a reused receive buffer.
+
+        Nothing keeps a reference to ``data``: whole frames are unpickled from it
+        directly (no copy when nothing was left over), and a trailing partial frame is
+        copied into the decoder's own buffer.
+        """
         buf = self._buf
-        buf += data
+        buffered = bool(buf)
+        if buffered:
+            buf += data
+            view = memoryview(buf)
+        else:
+            view = memoryview(data)
         out: list[Any] = []
         pos = 0
-        n = len(buf)
-        while n - pos >= 4:
-            (size,) = HEADER.unpack_from(buf, pos)
-            if size > self.max_frame:
-                raise ValueError(f"frame of {size} bytes is larger than allowed ({self.max_frame})")
-            end = pos + 4 + size
-            if end > n:
-                break
-            out.append(pickle.loads(memoryview(buf)[pos + 4 : end]))
-            pos = end
-        if pos:
+        try:
+            n = len(view)
+            while n - pos >= 4:
+                (size,) = HEADER.unpack_from(view, pos)
+                if size > self.max_frame:
+                    raise ValueError(
+                        f"frame of {size} bytes is larger than allowed ({self.max_frame})"
+                    )
+                end = pos + 4 + size
+                if end > n:
+                    break
+                out.append(pickle.loads(view[pos + 4 : end]))
+                pos = end
+            if not buffered and pos < n:
+                buf += view[pos:]
+        finally:
+            view.release()
+        if buffered and pos:
             del buf[:pos]
         return out
 
@@ -420,3 +438,54 @@ class ClusterView:
     """The head tells every member about every node (itself included)."""
 
     views: list[NodeView]
+
+
+# --- compact pickling (keep this at the end of the module) --------------------------
+
+
+def _pickle_as_field_tuples() -> None:
+    """Pickle every message of this module as ``(class, (field, ...))``.
+
+    A slotted dataclass otherwise pickles through Python-level ``__getstate__`` and
+    ``__setstate__`` with the field names spelled out in every message: measured here,
+    twice the time and twice the bytes (``TaskSpec`` in ``ExecuteTask``: 600 B, 5.4 us to
+    dump, 6.3 us to load; 297 B, 3.0 and 2.4 us this way). Messages are pickled and
+    unpickled on the hot path of every task, by the node manager above all.
+    """
+    import dataclasses
+    import operator
+
+    for cls in list(globals().values()):
+        if not (
+            isinstance(cls, type) and dataclasses.is_dataclass(cls) and cls.__module__ == __name__
+        ):
+            continue
+        names = [f.name for f in dataclasses.fields(cls) if f.init]
+        if not names:
+            reduce: Any = _reduce_empty
+        elif len(names) == 1:
+            reduce = _reducer_one(names[0])
+        else:
+            reduce = _reducer_many(operator.attrgetter(*names))
+        cls.__reduce__ = reduce  # type: ignore[method-assign]
+
+
+def _reduce_empty(self: object) -> tuple[Any, ...]:
+    return (type(self), ())
+
+
+def _reducer_one(name: str) -> Any:
+    def reduce(self: object) -> tuple[Any, ...]:
+        return (type(self), (getattr(self, name),))
+
+    return reduce
+
+
+def _reducer_many(fields: Any) -> Any:
+    def reduce(self: object) -> tuple[Any, ...]:
+        return (type(self), fields(self))
+
+    return reduce
+
+
+_pickle_as_field_tuples()

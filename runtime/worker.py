@@ -29,7 +29,7 @@ from typing import Any
 
 from . import context
 from . import protocol as p
-from .core import CoreClient, Dep
+from .core import _NO_ARGS, CoreClient, Dep
 from .exceptions import RayError, RayTaskError, TaskCancelledError
 from .ids import object_id_for
 from .serialization import deserialize, serialize, type_name
@@ -177,6 +177,8 @@ class Worker:
 
     def _arguments(self, msg: p.ExecuteTask) -> tuple[list[Any], dict[str, Any]]:
         spec = msg.spec
+        if spec.args == _NO_ARGS:
+            return [], {}
         values = [
             self.client.load_arg(oid, payload)
             for oid, payload in zip(spec.deps, msg.dep_payloads, strict=True)
@@ -200,7 +202,8 @@ class Worker:
             job_id=spec.job_id,
         )
         main = threading.get_ident() == self.main_ident
-        old_cuda = os.environ.get("CUDA_VISIBLE_DEVICES")
+        # os.environ lookups cost microseconds; a task without GPUs needs none
+        old_cuda = os.environ.get("CUDA_VISIBLE_DEVICES") if msg.gpu_ids else None
         if msg.gpu_ids and spec.kind != p.ACTOR_METHOD:
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in msg.gpu_ids)
         token = context._task.set(ctx)

@@ -216,3 +216,48 @@ def test_init_twice_says_what_to_do(ray_2cpu: Any) -> None:
     with pytest.raises(RuntimeError, match="ignore_reinit_error"):
         ray.init()
     assert ray.init(ignore_reinit_error=True).node_id == ray_2cpu.node_id
+
+
+def test_each_result_reaches_a_draining_wait_once(ray_2cpu: Any, tmp_path: Any) -> None:
+    # A wait() that blocks again on refs it already asked about must not subscribe again:
+    # the node answered every subscription, so a 500-task drain got ~89,000 messages.
+    go = tmp_path / "go"
+
+    @ray.remote
+    def gate() -> int:
+        while not go.exists():
+            time.sleep(0.01)
+        return 0
+
+    @ray.remote
+    def after(x: int) -> int:
+        return x
+
+    opened = gate.remote()
+    refs = [after.remote(opened) for _ in range(20)]
+    client = ray.api._require_client()
+    before = client.objects_received
+    for _ in range(10):
+        ready, rest = ray.wait(refs, num_returns=1, timeout=0.01)
+        assert not ready
+    go.touch()
+    rest = refs
+    while rest:
+        _, rest = ray.wait(rest, num_returns=1, timeout=60)
+    assert client.objects_received - before == len(refs) + 1  # + the gate's, pushed to us
+    assert ray.get(refs) == [0] * len(refs)
+
+
+def test_large_results_reach_their_owner_by_get_wait_and_future(ray_2cpu: Any) -> None:
+    # The owner is told, unasked, when a result is ready; a large result comes as
+    # readiness only, and whoever wants the value asks for it then.
+    @ray.remote
+    def big(i: int) -> bytes:
+        return bytes([i]) * (300 * 1024)
+
+    assert ray.get(big.remote(1))[:2] == b"\x01\x01"
+    ref = big.remote(2)
+    ready, _ = ray.wait([ref], num_returns=1, timeout=60)
+    assert ready == [ref]
+    assert ray.get(ref)[-1] == 2
+    assert big.remote(3).future().result(timeout=60)[0] == 3

@@ -80,3 +80,17 @@ def test_process_exit_drops_its_refs_and_pins() -> None:
     assert reclaim == []
     assert not t.entries
     t.validate()
+
+
+def test_a_process_waits_on_an_object_once() -> None:
+    t = ObjectTable()
+    entry = t.create(A, 1)  # a task result, not sealed yet
+    assert t.add_waiter(entry, 7, want_value=False)
+    assert not t.add_waiter(entry, 7, want_value=False)  # a second wait() on the same ref
+    assert t.add_waiter(entry, 7, want_value=True)  # a get() upgrades it
+    assert not t.add_waiter(entry, 7, want_value=False)  # and nothing downgrades it
+    assert t.add_waiter(entry, 8, want_value=False)
+    assert entry.waiters == {7: True, 8: False}
+    freed: list[ObjectEntry] = []
+    t.drop_connection(7, freed)
+    assert entry.waiters == {8: False}
