@@ -491,6 +491,7 @@ class CoreClient:
                 view.release()
         else:
             assert self.arena is not None
+            self.arena.populate(payload.offset, payload.size)
             with self.arena.view[payload.offset : payload.offset + payload.size] as view:
                 so.write_into(view)
         return payload

@@ -17,6 +17,9 @@ import os
 
 ALIGN = 64
 
+# Python 3.11 lacks the constant; its value is fixed in the kernel ABI.
+MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)
+
 
 def aligned(n: int) -> int:
     return (n + ALIGN - 1) & ~(ALIGN - 1)
@@ -101,6 +104,11 @@ class Arena:
             os.close(fd)
         self.view = memoryview(self._mmap) if self._mmap is not None else memoryview(b"")
 
+    def populate(self, offset: int, length: int) -> None:
+        """Map a range this process is about to write, in bulk (see :func:`populate`)."""
+        if self._mmap is not None:
+            populate(self._mmap, offset, length)
+
     def close(self) -> None:
         """Drop this process's mapping; views still held elsewhere keep it alive."""
         self.view.release()
@@ -108,6 +116,23 @@ class Arena:
     def unlink(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
+
+
+def populate(mm: mmap.mmap, offset: int, length: int) -> None:
+    """Map ``[offset, offset + length)`` of ``mm`` for writing in one system call.
+
+    Faulting the pages in one by one from Python's copy costs a trap per 4 KiB;
+    ``MADV_POPULATE_WRITE`` (Linux 5.14+) does them in bulk: a 100 MiB put into fresh
+    store memory took ~68 ms instead of 75-90 ms (and up to 300 ms) here. Allocating the
+    pages ahead from the node manager (``fallocate`` on a thread) was tried and dropped:
+    concurrent with a writer it slowed both, down to 0.4 GiB/s. A no-op where unsupported.
+    """
+    start = offset - offset % mmap.PAGESIZE
+    end = min(len(mm), offset + length)
+    if end <= start:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        mm.madvise(MADV_POPULATE_WRITE, start, end - start)
 
 
 def map_file_readonly(path: str, size: int) -> memoryview:
