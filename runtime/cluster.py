@@ -13,6 +13,9 @@ A mixin of :class:`node.NodeManager`; everything runs on its event loop.
 - **Data.** Arguments travel with a forwarded task (their values are put on the peer
   under the same object ids, never through the head); results come back as soon as the
   task finishes, so an object never lives only on another node once its task is done.
+  Values over one chunk (4 MiB) move as chunks written straight into the receiver's
+  store (:mod:`transfer`). The head's picture of a peer's free resources is corrected
+  when a forwarded task finishes, not only at the peer's next status.
 - **Failure.** When a peer's connection drops, tasks forwarded there are retried (on
   this node or another) while ``max_retries`` allows, else fail naming the node.
 - **Actors** are placed the same way; the calls, names and failures of actors that live
@@ -25,7 +28,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -36,12 +39,15 @@ from .exceptions import WorkerCrashedError
 from .ids import object_id_for
 from .protocol import FrameDecoder, NodeView, encode
 from .state_schema import SCHEDULED
+from .transfer import CHUNKED, should_chunk
+from .transport import Drainable
 
 if TYPE_CHECKING:
     from .node import TaskRecord
     from .objects import ObjectTable
     from .scheduler import ReadyQueue, ResourceLedger
     from .store import Allocator, Arena
+    from .transfer import Assembler
     from .transport import ServerConnection
 
 log = logging.getLogger("jupyter_ray.node")
@@ -49,7 +55,7 @@ log = logging.getLogger("jupyter_ray.node")
 HEARTBEAT = 0.5
 
 
-class PeerLink(asyncio.Protocol):
+class PeerLink(Drainable, asyncio.Protocol):
     """An outgoing, authenticated connection from this node manager to another one."""
 
     def __init__(
@@ -95,6 +101,7 @@ class PeerLink(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._wake_drainers(ConnectionError(f"the link to node {self.node_id} closed"))
         if not self.ready.done():
             self.ready.set_exception(ConnectionError(f"peer {self.node_id} closed the link"))
         self._on_lost(self)
@@ -145,6 +152,16 @@ class ClusterMember:
         def _fail(self, rec: TaskRecord, error: BaseException) -> None: ...
         def _dispatch_tasks(self) -> None: ...
         async def _allocate(self, object_id: bytes, size: int) -> p.Payload: ...
+
+        assembler: Assembler
+
+        async def send_stored(
+            self,
+            send: Callable[[object], None],
+            drain: Callable[[], Awaitable[None]],
+            object_id: bytes,
+            payload: p.Payload,
+        ) -> None: ...
         def _stats_for_peers(self) -> dict[str, Any]: ...
         def forward_creation(self, rec: TaskRecord, node_id: str) -> None: ...
         def remote_creation_done(self, fwd: Forwarded, payload: p.Payload) -> None: ...
@@ -267,6 +284,8 @@ class ClusterMember:
             self._dispatch_tasks()
         elif isinstance(msg, p.ObjectAvailable):
             self._spawn(self._forwarded_result(link, msg))
+        elif isinstance(msg, p.ObjectChunk):
+            self.assembler.feed(_source(link), msg)
         elif isinstance(msg, p.LogLines):
             fwd = self.forwarded.get(msg.task_id)
             owner = self.conns.get(fwd.rec.spec.owner) if fwd is not None else None
@@ -278,6 +297,7 @@ class ClusterMember:
             log.warning("node %s refused an actor: %s", link.node_id, msg.error)
 
     def _on_link_lost(self, link: PeerLink) -> None:
+        self.assembler.drop_source(_source(link))
         if link is self.head_link:
             self.head_lost()
         if self.links.get(link.node_id) is link:
@@ -321,6 +341,20 @@ class ClusterMember:
                 best.available[k] = best.available.get(k, 0.0) - v
             return best.node_id
         return None
+
+    def give_back(self, node_id: str, demand: dict[str, float]) -> None:
+        """A task forwarded to ``node_id`` finished: count its resources free again.
+
+        Without this they stayed taken until the node's next status (every HEARTBEAT), so
+        back-to-back tasks that only that node can run waited ~0.4 s each. A status that
+        already showed them free makes this over-count until the next one, which at worst
+        forwards a task that then queues there; never above the node's total.
+        """
+        view = self.cluster.get(node_id)
+        if view is None:
+            return
+        for k, v in demand.items():
+            view.available[k] = min(view.total.get(k, 0.0), view.available.get(k, 0.0) + v)
 
     def feasible_somewhere(self, demand: dict[str, float]) -> bool:
         return any(v.feasible(demand) for v in self.peers())
@@ -392,11 +426,19 @@ class ClusterMember:
             if entry is None or entry.payload is None:
                 continue
             count = link.pushed.get(oid, 0)
-            if count == 0:
-                data = await self._payload_bytes(entry.payload)
-                link.send(p.PutInline(oid, data, list(entry.contains), entry.payload.type_name))
+            # Counted before any await: a task forwarded meanwhile must not push it again.
             link.pushed[oid] = count + 1
             pushed.append(oid)
+            if count > 0:
+                continue
+            stored = entry.payload
+            contains, type_name = list(entry.contains), stored.type_name
+            if should_chunk(stored.size) and stored.data is None:
+                await self.send_stored(link.send, link.drain, oid, stored)
+                link.send(p.PutInline(oid, b"", contains, type_name, chunked=True))
+            else:
+                data = await self._payload_bytes(stored)
+                link.send(p.PutInline(oid, data, contains, type_name))
         msgs: list[object] = []
         if spec.fn_id and spec.fn_id not in link.functions:
             name, payload = self.functions[spec.fn_id]
@@ -452,7 +494,14 @@ class ClusterMember:
                 link.send(p.RefUpdate([], done))
             self.remote_creation_done(fwd, payload)
             return
-        if payload.data is not None and payload.size >= p.INLINE_LIMIT and not payload.error:
+        if payload.offset == CHUNKED:
+            try:
+                local = await self.assembler.take(msg.object_id)
+            except (KeyError, ConnectionError):
+                return  # the link dropped mid-transfer: the task is retried or fails there
+            local.type_name, local.error = payload.type_name, payload.error
+            payload = local
+        elif payload.data is not None and payload.size >= p.INLINE_LIMIT and not payload.error:
             local = await self._allocate(msg.object_id, len(payload.data))
             if local.path is not None:
                 loop = asyncio.get_running_loop()
@@ -466,6 +515,7 @@ class ClusterMember:
         if len(fwd.results) < spec.num_returns or self.forwarded.get(task_id) is not fwd:
             return
         del self.forwarded[task_id]
+        self.give_back(fwd.node_id, spec.resources)
         returns = [object_id_for(spec.task_id, i) for i in range(spec.num_returns)]
         results = [fwd.results[oid] for oid in returns]
         done = [oid for oid in fwd.pushed if _release_push(link, oid)]
@@ -478,6 +528,11 @@ class ClusterMember:
             rec.actor.inflight.pop(spec.task_id, None)
         self._finish(rec, results, [[] for _ in results])
         self._dispatch_tasks()
+
+
+def _source(link: PeerLink) -> int:
+    """The assembler's key for values arriving on ``link`` (connection ids are >= 0)."""
+    return -id(link)
 
 
 def _factory(link: PeerLink) -> Callable[[], PeerLink]:

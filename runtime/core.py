@@ -87,6 +87,7 @@ class CoreClient:
         self._pending_remove: set[bytes] = set()
         self._pending_unpin: dict[bytes, int] = {}
         self._values: dict[bytes, p.Payload] = {}
+        self._incoming: dict[bytes, bytearray] = {}  # chunked values arriving over TCP
         self._ready: set[bytes] = set()
         self._requested: dict[bytes, bool] = {}  # asked for, not yet answered: want value?
         self.objects_received = 0  # ObjectAvailable messages, for tests of the wait path
@@ -210,7 +211,17 @@ class CoreClient:
     def _on_message(self, msg: Any) -> None:
         kind = type(msg)
         if kind is p.ObjectAvailable:
+            if msg.payload is not None and msg.payload.offset == p.CHUNKED_OFFSET:
+                # Over TCP, a large value came as chunks just before (see transfer.py).
+                piece = self._incoming.pop(msg.object_id, None)
+                msg.payload.data = bytes(piece) if piece is not None else b""
+                msg.payload.offset = -1
             self._on_object(msg)
+        elif kind is p.ObjectChunk:
+            buf = self._incoming.get(msg.object_id)
+            if buf is None:
+                buf = self._incoming[msg.object_id] = bytearray(msg.total)
+            buf[msg.offset : msg.offset + len(msg.data)] = msg.data
         elif kind is p.ExecuteTask:
             self.tasks.put(msg)
         elif kind is p.LogLines:

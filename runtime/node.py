@@ -51,6 +51,7 @@ from .state_schema import (
 from .state_view import STATE_QUERIES, StateView
 from .store import Allocator, Arena, aligned, create_file, write_file
 from .telemetry import Telemetry
+from .transfer import CHUNKED, NodeTransfers, should_chunk
 from .transport import ServerConnection
 
 log = logging.getLogger("jupyter_ray.node")
@@ -92,7 +93,7 @@ class TaskRecord:
     actor: ActorRecord | None = None
 
 
-class NodeManager(ActorManager, StateView, ClusterMember):
+class NodeManager(ActorManager, StateView, ClusterMember, NodeTransfers):
     """State and handlers of one node; see the module docstring for threading."""
 
     def __init__(
@@ -120,6 +121,7 @@ class NodeManager(ActorManager, StateView, ClusterMember):
         self.objects = ObjectTable()
         self.arena = Arena(os.path.join(session_dir, "arena"), object_store_memory, create=True)
         self.alloc = Allocator(object_store_memory)
+        self.init_transfers()
         # Spill files go to disk, not next to the arena in shared memory.
         self.spill_dir = tempfile.mkdtemp(prefix=f"jupyter_ray-spill-{self.node_id[:8]}-")
         self.logs_dir = os.path.join(session_dir, "logs")
@@ -155,6 +157,7 @@ class NodeManager(ActorManager, StateView, ClusterMember):
             p.RegisterFunction: self.on_register_function,
             p.SubmitTask: self.on_submit_task,
             p.PutInline: self.on_put_inline,
+            p.ObjectChunk: self.on_object_chunk,
             p.CreateObject: self.on_create_object,
             p.SealObject: self.on_seal_object,
             p.RefUpdate: self.on_ref_update,
@@ -316,6 +319,7 @@ class NodeManager(ActorManager, StateView, ClusterMember):
             self._release_memory(entry)
         for payload in self.pending_allocs.pop(conn.conn_id, {}).values():
             self._release_payload(payload)
+        self.assembler.drop_source(conn.conn_id)
         self._owner_gone(conn)
         worker = self.workers.pop(conn.conn_id, None)
         if worker is not None:
@@ -446,6 +450,9 @@ class NodeManager(ActorManager, StateView, ClusterMember):
 
     def on_put_inline(self, conn: ServerConnection, msg: p.PutInline) -> None:
         self.objects.create(msg.object_id, conn.conn_id)
+        if msg.chunked:
+            self._spawn(self.store_chunked(msg))
+            return
         if len(msg.data) >= p.INLINE_LIMIT:
             # A large value sent over TCP (another node, a remote driver): keep it in the
             # store, so workers here map it instead of receiving it in every message.
@@ -518,6 +525,16 @@ class NodeManager(ActorManager, StateView, ClusterMember):
         loop = asyncio.get_running_loop()
         entry = self.objects.get(oid)
         if entry is None:
+            return
+        if should_chunk(payload.size):
+            try:
+                await self.send_stored(conn.send, conn.drain, oid, payload)
+            except ConnectionError:
+                return
+            chunked = p.Payload(
+                offset=CHUNKED, size=payload.size, error=payload.error, type_name=payload.type_name
+            )
+            conn.send(p.ObjectAvailable(oid, chunked))
             return
         self.objects.pin(entry, conn.conn_id)  # keep the range while we copy it out
         try:

@@ -199,6 +199,21 @@ class PutInline:
     data: bytes
     contained: list[bytes]
     type_name: str = ""
+    chunked: bool = False  # ``data`` is empty: the value came as ObjectChunks just before
+
+
+@dataclass(slots=True)
+class ObjectChunk:
+    """One piece of a large value sent to another machine (see :mod:`transfer`)."""
+
+    object_id: bytes
+    offset: int
+    total: int
+    data: bytes
+
+
+CHUNKED_OFFSET = -4
+"""``Payload.offset`` of a value whose bytes came as ObjectChunks just before the message."""
 
 
 @dataclass(slots=True)

@@ -30,7 +30,52 @@ SERVER_READ_SIZE = 64 * 1024  # per connection, and a node may have hundreds
 CLIENT_READ_SIZE = 256 * 1024  # one or two per process
 
 
-class ServerConnection(asyncio.BufferedProtocol):
+class Drainable:
+    """Write flow control for an asyncio protocol: ``await drain()`` for bulk senders.
+
+    Ordinary messages are small and written at once; a sender of many large chunks
+    (:mod:`transfer`) waits after each one until the transport's buffer is below its
+    low-water mark, so a 100 MiB value never sits in a user-space buffer whole.
+    """
+
+    closed: bool
+    _paused = False
+    _drain_waiters: list[asyncio.Future[None]] | None = None
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._wake_drainers(None)
+
+    def _wake_drainers(self, exc: Exception | None) -> None:
+        waiters, self._drain_waiters = self._drain_waiters or [], None
+        for waiter in waiters:
+            if not waiter.done():
+                if exc is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(exc)
+
+    def _flush_for_drain(self) -> None:
+        """Hand queued messages to the transport (overridden where sends are batched)."""
+
+    async def drain(self) -> None:
+        """Wait until the transport can take more; ConnectionError once closed."""
+        self._flush_for_drain()
+        if self.closed:
+            raise ConnectionError("the connection closed")
+        if not self._paused:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._drain_waiters is None:
+            self._drain_waiters = []
+        self._drain_waiters.append(waiter)
+        await waiter
+
+
+class ServerConnection(Drainable, asyncio.BufferedProtocol):
     """One peer of an asyncio server. Runs entirely on the server's event loop.
 
     A ``BufferedProtocol``: the transport reads into our reused buffer (``get_buffer``)
@@ -104,6 +149,7 @@ class ServerConnection(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed:
             self.closed = True
+        self._wake_drainers(ConnectionError("the connection closed"))
         self._on_lost(self)
 
     def send(self, msg: object) -> None:
@@ -117,6 +163,9 @@ class ServerConnection(asyncio.BufferedProtocol):
         out, self._out = self._out, []
         if self._transport is not None and not self.closed and out:
             self._transport.write(b"".join(out) if len(out) > 1 else out[0])
+
+    def _flush_for_drain(self) -> None:
+        self._flush()
 
     def backlog(self) -> int:
         """Bytes accepted for this peer but not yet taken by its socket."""

@@ -65,6 +65,10 @@ def test_token_client_over_tcp_moves_objects_in_messages(head: Head, monkeypatch
     assert ray.get(total.remote(ref)) == float(arr.sum())
     big = ray.get(ray.remote(lambda: np.ones(400_000)).remote())
     assert big.shape == (400_000,)
+    # 16 MB: larger than one transfer chunk, so it comes as several and is put together
+    huge = ray.get(ray.remote(lambda: np.arange(2_000_000, dtype=np.float64)).remote())
+    np.testing.assert_array_equal(huge, np.arange(2_000_000, dtype=np.float64))
+    np.testing.assert_array_equal(ray.get(ray.put(huge))[-3:], huge[-3:])
 
 
 def test_bad_token_and_garbage_are_refused_and_logged(head: Head, monkeypatch: Any) -> None:
@@ -218,3 +222,28 @@ def test_a_worker_node_that_restarts_rejoins_and_runs_what_waited_for_it(head: H
     assert new_id != old_id
     alive = {n["NodeID"]: n["Alive"] for n in ray.nodes()}
     assert alive[new_id] is True and alive.get(old_id) is not True
+
+
+@ray.remote(resources={"tiny": 1})
+def sum_on_tiny(x: Any) -> float:
+    return float(np.asarray(x).sum())
+
+
+@ray.remote(resources={"tiny": 1})
+def make_on_tiny(n: int) -> Any:
+    return np.arange(n, dtype=np.float64)
+
+
+def test_values_larger_than_a_nodes_store_cross_nodes_in_chunks(head: Head) -> None:
+    # 24 MB values against a 16 MB store: the receiving node keeps them in files.
+    head.add_node(
+        "--num-cpus", "1", "--resources", '{"tiny": 1}', "--object-store-memory", "16000000"
+    )
+    ray.init(address=head.address)
+    head.wait_nodes(2)
+    n = 3_000_000
+    arg = ray.put(np.ones(n))
+    assert ray.get(sum_on_tiny.remote(arg), timeout=60) == float(n)
+    back = ray.get(make_on_tiny.remote(n), timeout=60)
+    assert back.shape == (n,) and float(back[-1]) == n - 1
+    assert ray.get(sum_on_tiny.remote(arg), timeout=60) == float(n)  # pushed again, freed after
