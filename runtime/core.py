@@ -88,6 +88,7 @@ class CoreClient:
         self._pending_unpin: dict[bytes, int] = {}
         self._values: dict[bytes, p.Payload] = {}
         self._incoming: dict[bytes, bytearray] = {}  # chunked values arriving over TCP
+        self._written_upto = 0  # arena offsets below this were written by this process
         self._ready: set[bytes] = set()
         self._requested: dict[bytes, bool] = {}  # asked for, not yet answered: want value?
         self.objects_received = 0  # ObjectAvailable messages, for tests of the wait path
@@ -502,7 +503,13 @@ class CoreClient:
                 view.release()
         else:
             assert self.arena is not None
-            self.arena.populate(payload.offset, payload.size)
+            # Populate only what this process never wrote: mapped pages gain nothing
+            # from it, and walking them costs ~7 ms per 100 MiB.
+            end = payload.offset + payload.size
+            if end > self._written_upto:
+                start = max(payload.offset, self._written_upto)
+                self.arena.populate(start, end - start)
+                self._written_upto = end
             with self.arena.view[payload.offset : payload.offset + payload.size] as view:
                 so.write_into(view)
         return payload
