@@ -376,7 +376,7 @@ def wait(
             f"({len(refs)}) passed to wait()."
         )
     _check_timeout(timeout)
-    ready_ids = _auto_client().wait_ready(refs, num_returns, timeout)
+    ready_ids = _auto_client().wait_ready(refs, num_returns, timeout, fetch_local)
     ready: list[ObjectRef] = []
     rest: list[ObjectRef] = []
     for r in refs:

@@ -37,6 +37,8 @@ from .store import Arena, map_file_readonly, map_file_writable
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL = 0.05
+FETCH_AFTER = 0.005
+"""How long a blocked get/wait waits for pushed results before asking for their values."""
 
 
 class Dep:
@@ -518,14 +520,31 @@ class CoreClient:
         return oid in self._values or oid in self._mapped
 
     def _await_objects(
-        self, ids: list[bytes], count: int, timeout: float | None, want_value: bool
+        self,
+        ids: list[bytes],
+        count: int,
+        timeout: float | None,
+        want_value: bool,
+        fetch: bool = False,
     ) -> list[bytes]:
-        """Block until ``count`` of ``ids`` are available; returns the available ones."""
+        """Block until ``count`` of ``ids`` are available; returns the available ones.
+
+        ``want_value``: available means the value is here, else that it is ready.
+        ``fetch``: ask for the values either way (``wait(fetch_local=True)``).
+
+        The node tells an owner unasked when its task results are ready, large ones as
+        readiness only. A caller still blocked after ``FETCH_AFTER`` asks for the values
+        of those too, so that a large result arrives mapped the moment it is sealed
+        instead of costing a round trip after; quick small results never pay for it.
+        """
         have = self._has_value if want_value else self._is_ready
+        ask_value = want_value or fetch
         requested = self._requested
         worker = self.role == "worker"
         blocked = False
-        deadline = None if timeout is None else time.monotonic() + timeout
+        now = time.monotonic()
+        upgrade_at = now + FETCH_AFTER if ask_value else None
+        deadline = None if timeout is None else now + timeout
         try:
             while True:
                 with self._lock:
@@ -545,23 +564,29 @@ class CoreClient:
                                 ask.append(oid)
                         if len(ready) >= count:
                             return ready
+                        if upgrade_at is not None and time.monotonic() >= upgrade_at:
+                            upgrade_at = None
+                            ask += [oid for oid in ids if requested.get(oid) is False]
                         if ask or (worker and not blocked):
                             for oid in ask:
-                                requested[oid] = want_value
+                                requested[oid] = ask_value
                             break
                         if self.closed:
                             raise RaySystemError(
                                 "lost the connection to the jupyter_ray node manager; call "
                                 "jupyter_ray.shutdown() and jupyter_ray.init() again"
                             )
+                        step = 1.0
+                        if upgrade_at is not None:
+                            step = max(upgrade_at - time.monotonic(), 0.0)
                         if deadline is None:
-                            self._cond.wait(1.0)
+                            self._cond.wait(step)
                         else:
                             left = deadline - time.monotonic()
                             if left <= 0:
                                 return ready
-                            self._cond.wait(min(left, 1.0))
-                msgs: list[object] = [p.Subscribe(ask, want_value)] if ask else []
+                            self._cond.wait(min(left, step))
+                msgs: list[object] = [p.Subscribe(ask, ask_value)] if ask else []
                 if worker and not blocked:
                     # a worker about to block lends its CPU, so nested tasks can run
                     msgs.append(p.Blocked())
@@ -575,10 +600,29 @@ class CoreClient:
         return oid in self._ready or oid in self._values or oid in self._mapped
 
     def wait_ready(
-        self, refs: list[ObjectRef], num_returns: int, timeout: float | None
+        self,
+        refs: list[ObjectRef],
+        num_returns: int,
+        timeout: float | None,
+        fetch_local: bool = True,
     ) -> set[bytes]:
+        """Ids of the refs that are ready. With ``fetch_local``, also ask (without waiting)
+        for the values of the ready ones that only readiness came for: a ``get`` that
+        follows a ``wait`` then finds them mapped instead of making a round trip."""
         ids = [r.binary() for r in refs]
-        return set(self._await_objects(ids, num_returns, timeout, want_value=False))
+        ready = self._await_objects(ids, num_returns, timeout, False, fetch_local)
+        if fetch_local:
+            with self._lock:
+                fetch = [
+                    oid
+                    for oid in ready
+                    if not self._has_value(oid) and self._requested.get(oid) is not True
+                ]
+                for oid in fetch:
+                    self._requested[oid] = True
+            if fetch:
+                self.send(p.Subscribe(fetch, True))
+        return set(ready)
 
     def get(self, refs: list[ObjectRef], timeout: float | None) -> list[Any]:
         ids = [r.binary() for r in refs]

@@ -10,6 +10,7 @@ import textwrap
 import time
 from typing import Any
 
+import numpy as np
 import pytest
 
 import jupyter_ray as ray
@@ -261,3 +262,35 @@ def test_large_results_reach_their_owner_by_get_wait_and_future(ray_2cpu: Any) -
     assert ready == [ref]
     assert ray.get(ref)[-1] == 2
     assert big.remote(3).future().result(timeout=60)[0] == 3
+
+
+def test_wait_fetches_large_values_so_get_needs_no_round_trip(ray_2cpu: Any) -> None:
+    @ray.remote
+    def big(i: int) -> Any:
+        return np.full(100_000, i)  # 800 KB: in the store, not inline
+
+    client = ray.api._require_client()
+    fetched, plain = big.remote(1), big.remote(2)
+    assert ray.wait([fetched], timeout=60)[0] == [fetched]
+    assert ray.wait([plain], timeout=60, fetch_local=False)[0] == [plain]
+    # Only the default fetch_local=True asks for the value: it arrives without a get.
+    deadline = time.monotonic() + 30
+    while fetched.binary() not in client._mapped:
+        assert time.monotonic() < deadline, "wait() did not fetch the value"
+        time.sleep(0.01)
+    assert plain.binary() not in client._mapped
+    assert int(ray.get(fetched)[0]) == 1 and int(ray.get(plain)[-1]) == 2
+
+
+def test_a_get_blocked_on_a_large_result_receives_it_once_sealed(ray_2cpu: Any) -> None:
+    # Pushed to its owner as readiness only, a large result used to cost a second round
+    # trip for its value; a get still blocked after a few ms asks for the value up front.
+    @ray.remote
+    def slow_big() -> Any:
+        time.sleep(0.3)
+        return np.ones(100_000)
+
+    client = ray.api._require_client()
+    before = client.objects_received
+    assert float(ray.get(slow_big.remote(), timeout=60).sum()) == 100_000.0
+    assert client.objects_received - before == 1  # the value itself, no readiness first
