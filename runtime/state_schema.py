@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .protocol import pickle_as_field_tuples
+
 # Task states, in the order a task normally goes through them.
 PENDING_ARGS = "PENDING_ARGS"  # waiting for ObjectRef arguments to be ready
 PENDING_RESOURCES = "PENDING_RESOURCES"  # arguments ready; waiting for resources or a worker
@@ -115,3 +117,6 @@ class TaskSummary(_Record):
     by_name: dict[str, dict[str, int]]  # function name -> state -> count
     total_submitted: int  # since start, including those dropped from history
     dropped_from_history: dict[str, int]  # finished tasks forgotten, per final state
+
+
+pickle_as_field_tuples(globals(), __name__)

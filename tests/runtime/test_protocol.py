@@ -39,6 +39,25 @@ def test_messages_pickle_as_field_tuples() -> None:
     assert b"task_id" not in pickle.dumps(spec, protocol=5)  # no field names on the wire
 
 
+def test_state_records_pickle_as_field_tuples_and_round_trip() -> None:
+    # The change feed sends thousands of these; they take the compact path too.
+    from jupyter_ray.runtime import state_schema as schema
+
+    record = schema.GpuState(index=0, name="fake", utilization=1.5, memory_used=1, memory_total=2)
+    data = pickle.dumps(record, protocol=5)
+    assert b"utilization" not in data and pickle.loads(data) == record
+    records = [
+        cls
+        for cls in vars(schema).values()
+        if isinstance(cls, type)
+        and dataclasses.is_dataclass(cls)
+        and cls.__module__ == schema.__name__
+    ]
+    assert len(records) >= 5
+    for cls in records:
+        assert "__reduce__" in vars(cls), f"{cls.__name__} pickles the slow way"
+
+
 def test_decoder_takes_any_split_of_a_reused_buffer() -> None:
     rng = random.Random(7)
     msgs = [p.Payload(data=bytes(rng.randrange(0, 5000)), size=i) for i in range(200)]
