@@ -15,7 +15,10 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+from . import leftovers
 from .exceptions import RaySystemError
+
+SESSION_PREFIX = "jupyter_ray-"
 
 
 @dataclass(slots=True)
@@ -75,8 +78,10 @@ def start_local_node(
     ``head=True`` (the command line) starts it in a session of its own, running on after
     this process exits; ``listen="HOST:PORT"`` opens the token-protected cluster port.
     """
+    # What node managers killed earlier left behind (their arenas hold memory).
+    leftovers.sweep((shm_dir(), SESSION_PREFIX), (tempfile.gettempdir(), "jupyter_ray-spill-"))
     # The session directory holds the socket and the arena; sockets need short paths.
-    session_dir = tempfile.mkdtemp(prefix="jupyter_ray-", dir=shm_dir())
+    session_dir = tempfile.mkdtemp(prefix=SESSION_PREFIX, dir=shm_dir())
     paths = [p for p in sys.path if p and os.path.isdir(p)]
     if sys.path and sys.path[0] == "":
         paths.insert(0, os.getcwd())

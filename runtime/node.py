@@ -25,7 +25,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import auth
+from . import auth, leftovers
 from . import protocol as p
 from .actor_manager import ACTOR_QUERIES, ActorManager
 from .actors import ActorDirectory, ActorRecord
@@ -55,6 +55,8 @@ from .transfer import CHUNKED, NodeTransfers, should_chunk
 from .transport import ServerConnection
 
 log = logging.getLogger("jupyter_ray.node")
+
+SPILL_PREFIX = "jupyter_ray-spill-"
 
 IDLE_WORKER_TTL = 30.0
 MAX_WORKERS = 256
@@ -123,7 +125,10 @@ class NodeManager(ActorManager, StateView, ClusterMember, NodeTransfers):
         self.alloc = Allocator(object_store_memory)
         self.init_transfers()
         # Spill files go to disk, not next to the arena in shared memory.
-        self.spill_dir = tempfile.mkdtemp(prefix=f"jupyter_ray-spill-{self.node_id[:8]}-")
+        self.spill_dir = tempfile.mkdtemp(prefix=f"{SPILL_PREFIX}{self.node_id[:8]}-")
+        # Held for our whole life, so that a sweep after a SIGKILL finds both directories
+        # abandoned and frees the arena's memory (see leftovers.py).
+        self._locks = [leftovers.hold(session_dir), leftovers.hold(self.spill_dir)]
         self.logs_dir = os.path.join(session_dir, "logs")
         os.makedirs(self.logs_dir, exist_ok=True)
         self.spilled_bytes = 0

@@ -8,11 +8,13 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from typing import Any
 
 import psutil
+from jupyter_ray.runtime import discovery, leftovers
 
 import jupyter_ray as ray
 
@@ -119,3 +121,71 @@ def test_worker_started_from_a_notebook_cwd_can_import_local_modules(
         return int(helpers_mod.triple(x))
 
     assert ray.get(use.remote(5)) == 15
+
+
+def test_a_killed_node_managers_store_is_freed_by_the_next_start(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    # SIGKILL gives a node manager no chance to remove its arena (memory, in /dev/shm) or
+    # its spill folder; the next runtime started on the machine does it.
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    small = ["--num-cpus", "1", "--object-store-memory", str(64 << 20)]
+    out = subprocess.run(
+        [sys.executable, "-m", "jupyter_ray.cli", "start", "--head", "--port", "0", *small],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    (session,) = discovery.find_sessions()
+    session_dir = os.path.dirname(session.socket)
+    (spill,) = [p for p in os.listdir(tmp_path) if p.startswith("jupyter_ray-spill-")]
+    head = psutil.Process(session.pid)
+    family = [head, *head.children(recursive=True)]
+    for proc in family:
+        proc.kill()
+    psutil.wait_procs(family, timeout=10)
+    assert os.path.exists(os.path.join(session_dir, "arena"))  # left behind
+    ray.init(num_cpus=1, object_store_memory=64 << 20)
+    try:
+        assert not os.path.exists(session_dir)
+        assert not os.path.exists(tmp_path / spill)
+        assert ray.get(ray.put(7)) == 7
+    finally:
+        ray.shutdown()
+
+
+def test_the_sweep_leaves_live_runtimes_and_other_folders_alone(tmp_path: Any) -> None:
+    live, dead, other = tmp_path / "jupyter_ray-live", tmp_path / "jupyter_ray-dead", tmp_path / "x"
+    for folder in (live, dead, other):
+        folder.mkdir()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from jupyter_ray.runtime import leftovers\n"
+            "fds = [leftovers.hold(p) for p in sys.argv[1:]]\n"
+            "print('held', flush=True)\n"
+            "time.sleep(600)\n",
+            str(live),
+            str(dead),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert leftovers.sweep((str(tmp_path), "jupyter_ray-")) == []  # owner alive
+        young = tmp_path / "jupyter_ray-young"  # no lock yet: maybe being set up
+        young.mkdir()
+        assert leftovers.sweep((str(tmp_path), "jupyter_ray-")) == []
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+    removed = leftovers.sweep((str(tmp_path), "jupyter_ray-"))
+    assert sorted(removed) == sorted([str(live), str(dead)])
+    assert other.exists() and young.exists()
