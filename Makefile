@@ -28,6 +28,8 @@ test: install-test lint typecheck pytest
 
 bench: install
 	$(PYTHON) benchmarks/run.py
+	$(PYTHON) benchmarks/cluster.py
+	$(PYTHON) benchmarks/feed.py
 
 run: install
 	$(PYTHON) examples/getting_started.py
