@@ -39,12 +39,12 @@ from .exceptions import WorkerCrashedError
 from .ids import object_id_for
 from .protocol import FrameDecoder, NodeView, encode
 from .state_schema import SCHEDULED
-from .transfer import CHUNKED, should_chunk
+from .transfer import CHUNKED
 from .transport import Drainable
 
 if TYPE_CHECKING:
     from .node import TaskRecord
-    from .objects import ObjectTable
+    from .objects import ObjectEntry, ObjectTable
     from .scheduler import ReadyQueue, ResourceLedger
     from .store import Allocator, Arena
     from .transfer import Assembler
@@ -124,6 +124,7 @@ class Forwarded:
     link: PeerLink
     pushed: list[bytes]
     results: dict[bytes, p.Payload] = field(default_factory=dict)
+    contained: dict[bytes, list[bytes]] = field(default_factory=dict)  # refs in each result
 
 
 class ClusterMember:
@@ -155,12 +156,13 @@ class ClusterMember:
 
         assembler: Assembler
 
-        async def send_stored(
+        def closure(self, roots: list[bytes]) -> list[bytes]: ...
+        def store_put(self, msg: p.PutInline) -> None: ...
+        async def push_value(
             self,
             send: Callable[[object], None],
             drain: Callable[[], Awaitable[None]],
-            object_id: bytes,
-            payload: p.Payload,
+            entry: ObjectEntry,
         ) -> None: ...
         def _stats_for_peers(self) -> dict[str, Any]: ...
         def forward_creation(self, rec: TaskRecord, node_id: str) -> None: ...
@@ -286,6 +288,10 @@ class ClusterMember:
             self._spawn(self._forwarded_result(link, msg))
         elif isinstance(msg, p.ObjectChunk):
             self.assembler.feed(_source(link), msg)
+        elif isinstance(msg, p.PutInline):
+            # An object a forwarded task's result refers to; the result follows.
+            self.objects.arriving(msg.object_id)
+            self.store_put(msg)
         elif isinstance(msg, p.LogLines):
             fwd = self.forwarded.get(msg.task_id)
             owner = self.conns.get(fwd.rec.spec.owner) if fwd is not None else None
@@ -421,7 +427,7 @@ class ClusterMember:
         """
         spec = rec.spec
         pushed = []
-        for oid in self._closure(spec.deps + spec.nested_refs):
+        for oid in self.closure(spec.deps + spec.nested_refs):
             entry = self.objects.get(oid)
             if entry is None or entry.payload is None:
                 continue
@@ -431,14 +437,7 @@ class ClusterMember:
             pushed.append(oid)
             if count > 0:
                 continue
-            stored = entry.payload
-            contains, type_name = list(entry.contains), stored.type_name
-            if should_chunk(stored.size) and stored.data is None:
-                await self.send_stored(link.send, link.drain, oid, stored)
-                link.send(p.PutInline(oid, b"", contains, type_name, chunked=True))
-            else:
-                data = await self._payload_bytes(stored)
-                link.send(p.PutInline(oid, data, contains, type_name))
+            await self.push_value(link.send, link.drain, entry)
         msgs: list[object] = []
         if spec.fn_id and spec.fn_id not in link.functions:
             name, payload = self.functions[spec.fn_id]
@@ -453,33 +452,6 @@ class ClusterMember:
             raise ConnectionError(f"the link to node {node_id} closed")
         self.forwarded[spec.task_id] = Forwarded(rec, node_id, link, pushed)
         link.send(*msgs)
-
-    def _closure(self, roots: list[bytes]) -> list[bytes]:
-        """The objects and, recursively, the objects they contain (children first)."""
-        seen: set[bytes] = set()
-        order: list[bytes] = []
-
-        def visit(oid: bytes) -> None:
-            if oid in seen:
-                return
-            seen.add(oid)
-            entry = self.objects.get(oid)
-            if entry is not None:
-                for child in entry.contains:
-                    visit(child)
-            order.append(oid)
-
-        for oid in roots:
-            visit(oid)
-        return order
-
-    async def _payload_bytes(self, payload: p.Payload) -> bytes:
-        if payload.data is not None:
-            return payload.data
-        if payload.path is not None:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(None, _read, payload.path, payload.size)
-        return bytes(self.arena.view[payload.offset : payload.offset + payload.size])
 
     async def _forwarded_result(self, link: PeerLink, msg: p.ObjectAvailable) -> None:
         task_id = msg.object_id[:16]
@@ -511,6 +483,7 @@ class ClusterMember:
             local.type_name = payload.type_name
             payload = local
         fwd.results[msg.object_id] = payload
+        fwd.contained[msg.object_id] = msg.contained
         spec = fwd.rec.spec
         if len(fwd.results) < spec.num_returns or self.forwarded.get(task_id) is not fwd:
             return
@@ -526,7 +499,7 @@ class ClusterMember:
             rec.error_type = rec.error_type or "RemoteTaskError"
         if rec.actor is not None:
             rec.actor.inflight.pop(spec.task_id, None)
-        self._finish(rec, results, [[] for _ in results])
+        self._finish(rec, results, [fwd.contained.get(oid, []) for oid in returns])
         self._dispatch_tasks()
 
 

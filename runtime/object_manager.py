@@ -48,38 +48,16 @@ class ObjectManager:
         def _spawn(self, coro: Any) -> None: ...
         def _deps_ready(self, rec: TaskRecord) -> None: ...
         def _handles_gone(self, record: ActorRecord) -> None: ...
-        async def store_chunked(self, msg: p.PutInline) -> None: ...
+        def store_put(self, msg: p.PutInline) -> None: ...
+        def closure(self, roots: list[bytes]) -> list[bytes]: ...
+        async def push_value(self, send: Any, drain: Any, entry: ObjectEntry) -> None: ...
         async def send_stored(
             self, send: Any, drain: Any, object_id: bytes, payload: p.Payload
         ) -> None: ...
 
     def on_put_inline(self, conn: ServerConnection, msg: p.PutInline) -> None:
         self.objects.create(msg.object_id, conn.conn_id)
-        if msg.chunked:
-            self._spawn(self.store_chunked(msg))
-            return
-        if len(msg.data) >= p.INLINE_LIMIT:
-            # A large value sent over TCP (another node, a remote driver): keep it in the
-            # store, so workers here map it instead of receiving it in every message.
-            self._spawn(self._store_large(msg))
-            return
-        payload = p.Payload(data=msg.data, size=len(msg.data), type_name=msg.type_name)
-        self._sealed(msg.object_id, payload, msg.contained)
-
-    async def _store_large(self, msg: p.PutInline) -> None:
-        size = len(msg.data)
-        try:
-            payload = await self._allocate(msg.object_id, size)
-        except ObjectStoreFullError:
-            payload = p.Payload(data=msg.data, size=size)
-        else:
-            if payload.path is not None:
-                loop = asyncio.get_running_loop()
-                await loop.run_in_executor(None, _write_file, payload.path, msg.data)
-            else:
-                self.arena.view[payload.offset : payload.offset + size] = msg.data
-        payload.type_name = msg.type_name
-        self._sealed(msg.object_id, payload, msg.contained)
+        self.store_put(msg)
 
     async def on_create_object(self, conn: ServerConnection, msg: p.CreateObject) -> None:
         try:
@@ -118,6 +96,9 @@ class ObjectManager:
         if payload.data is None and not want_value:
             conn.send(p.ObjectAvailable(entry.object_id, None))
             return
+        if entry.contains and want_value and conn.role == "peer":
+            self._spawn(self._deliver_to_peer(conn, entry))
+            return
         if payload.data is None and getattr(conn, "remote", False):
             # no shared memory across machines: send the bytes themselves
             self._spawn(self._deliver_copy(conn, entry.object_id, payload))
@@ -126,7 +107,38 @@ class ObjectManager:
             self.objects.pin(entry, conn.conn_id)
         conn.send(p.ObjectAvailable(entry.object_id, payload))
 
-    async def _deliver_copy(self, conn: ServerConnection, oid: bytes, payload: p.Payload) -> None:
+    async def _deliver_to_peer(self, conn: ServerConnection, entry: ObjectEntry) -> None:
+        """A value with refs inside, for another node (a forwarded task's result).
+
+        That node hands the value to its own processes, who will ask it for the objects
+        the refs name: put those there first, children first, then the value with the
+        list of refs it contains. Refs to objects not sealed yet are not sent (a limit:
+        the peer cannot resolve them).
+        """
+        for oid in self.closure(entry.contains):
+            child = self.objects.get(oid)
+            if child is None or child.payload is None:
+                continue
+            try:
+                await self.push_value(conn.send, conn.drain, child)
+            except ConnectionError:
+                return
+        payload = entry.payload
+        if self.objects.get(entry.object_id) is not entry or payload is None:
+            return
+        if payload.data is None:
+            await self._deliver_copy(conn, entry.object_id, payload, list(entry.contains))
+        else:
+            conn.send(p.ObjectAvailable(entry.object_id, payload, list(entry.contains)))
+
+    async def _deliver_copy(
+        self,
+        conn: ServerConnection,
+        oid: bytes,
+        payload: p.Payload,
+        contained: list[bytes] | None = None,
+    ) -> None:
+        contained = contained or []
         loop = asyncio.get_running_loop()
         entry = self.objects.get(oid)
         if entry is None:
@@ -139,7 +151,7 @@ class ObjectManager:
             chunked = p.Payload(
                 offset=CHUNKED, size=payload.size, error=payload.error, type_name=payload.type_name
             )
-            conn.send(p.ObjectAvailable(oid, chunked))
+            conn.send(p.ObjectAvailable(oid, chunked, contained))
             return
         self.objects.pin(entry, conn.conn_id)  # keep the range while we copy it out
         try:
@@ -157,6 +169,7 @@ class ObjectManager:
                 p.Payload(
                     data=data, size=len(data), error=payload.error, type_name=payload.type_name
                 ),
+                contained,
             )
         )
 
@@ -269,11 +282,6 @@ class ObjectManager:
                 path=path, size=payload.size, offset=-2, type_name=payload.type_name
             )
             self.spilled_bytes += payload.size
-
-
-def _write_file(path: str, data: bytes) -> None:
-    with open(path, "r+b") as f:
-        f.write(data)
 
 
 def _read_file(path: str, size: int) -> bytes:

@@ -89,6 +89,14 @@ class ObjectTable:
         entry.contains = list(contained)
         return entry
 
+    def arriving(self, object_id: bytes) -> ObjectEntry:
+        """An object another node sends because a value coming here contains a ref to
+        it: no process holds it yet; the containing value will, once sealed."""
+        entry = self.entries.get(object_id)
+        if entry is None:
+            entry = self.entries[object_id] = ObjectEntry(object_id, owner=0)
+        return entry
+
     def add_ref(self, object_id: bytes, conn: int) -> None:
         entry = self.entries.get(object_id)
         if entry is None:

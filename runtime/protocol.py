@@ -362,6 +362,9 @@ class ObjectAvailable:
 
     object_id: bytes
     payload: Payload | None
+    # Refs inside the value, sent to peer nodes only (which seal it with them, and were
+    # sent those objects first); empty for processes, which learn refs by unpickling.
+    contained: list[bytes] = field(default_factory=list)
 
 
 @dataclass(slots=True)

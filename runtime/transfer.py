@@ -21,7 +21,7 @@ import logging
 import pickle
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import protocol as p
 from .exceptions import ObjectStoreFullError
@@ -207,6 +207,7 @@ class NodeTransfers:
         def _release_payload(self, payload: p.Payload) -> None: ...
         def _release_memory(self, entry: ObjectEntry) -> None: ...
         def _sealed(self, object_id: bytes, payload: p.Payload, contained: list[bytes]) -> None: ...
+        def _spawn(self, coro: Any) -> None: ...
 
     def init_transfers(self) -> None:
         self.assembler = Assembler(self._allocate, self._write_chunk, self._release_payload)
@@ -235,7 +236,88 @@ class NodeTransfers:
             log.warning("dropping object %s: %s", msg.object_id.hex(), err)
             return
         payload.type_name = msg.type_name
+        self.seal_once(msg, payload)
+
+    def closure(self, roots: list[bytes]) -> list[bytes]:
+        """The objects and, recursively, the objects they contain (children first)."""
+        seen: set[bytes] = set()
+        order: list[bytes] = []
+
+        def visit(oid: bytes) -> None:
+            if oid in seen:
+                return
+            seen.add(oid)
+            entry = self.objects.get(oid)
+            if entry is not None:
+                for child in entry.contains:
+                    visit(child)
+            order.append(oid)
+
+        for oid in roots:
+            visit(oid)
+        return order
+
+    async def push_value(
+        self,
+        send: Callable[[object], None],
+        drain: Callable[[], Awaitable[None]],
+        entry: ObjectEntry,
+    ) -> None:
+        """Put a sealed value on a peer node under the same id (``PutInline``, chunked
+        when large); the peer seals it with the same contained refs."""
+        stored = entry.payload
+        assert stored is not None
+        oid, contains, type_name = entry.object_id, list(entry.contains), stored.type_name
+        if should_chunk(stored.size) and stored.data is None:
+            await self.send_stored(send, drain, oid, stored)
+            send(p.PutInline(oid, b"", contains, type_name, chunked=True))
+        else:
+            send(p.PutInline(oid, await self.payload_bytes(stored), contains, type_name))
+
+    async def payload_bytes(self, payload: p.Payload) -> bytes:
+        """A stored value's bytes (a copy): inline, from a file, or from the arena."""
+        if payload.data is not None:
+            return payload.data
+        if payload.path is not None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(None, _read_all, payload.path, payload.size)
+        return bytes(self.arena.view[payload.offset : payload.offset + payload.size])
+
+    def store_put(self, msg: p.PutInline) -> None:
+        """Store and seal a value put here by another process or node (entry exists)."""
+        if msg.chunked:
+            self._spawn(self.store_chunked(msg))
+        elif len(msg.data) >= p.INLINE_LIMIT:
+            # A large value sent over TCP: keep it in the store, so that workers here map
+            # it instead of receiving it in every message.
+            self._spawn(self.store_large(msg))
+        else:
+            payload = p.Payload(data=msg.data, size=len(msg.data), type_name=msg.type_name)
+            self.seal_once(msg, payload)
+
+    def seal_once(self, msg: p.PutInline, payload: p.Payload) -> None:
+        """Seal a put value, unless the same object was already put here (a value can
+        reach a node twice, inside two results); then the new copy is dropped."""
+        entry = self.objects.get(msg.object_id)
+        if entry is not None and entry.payload is not None:
+            self._release_payload(payload)
+            return
         self._sealed(msg.object_id, payload, msg.contained)
+
+    async def store_large(self, msg: p.PutInline) -> None:
+        size = len(msg.data)
+        try:
+            payload = await self._allocate(msg.object_id, size)
+        except ObjectStoreFullError:
+            payload = p.Payload(data=msg.data, size=size)
+        else:
+            if payload.path is not None:
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(None, _write_at, payload.path, 0, msg.data)
+            else:
+                self.arena.view[payload.offset : payload.offset + size] = msg.data
+        payload.type_name = msg.type_name
+        self.seal_once(msg, payload)
 
     async def send_stored(
         self,
@@ -263,6 +345,11 @@ class NodeTransfers:
                 reclaimed = self.objects.unpin(object_id, TRANSFER_PIN, 1)
                 if reclaimed is not None:
                     self._release_memory(reclaimed)
+
+
+def _read_all(path: str, size: int) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(size)
 
 
 def _write_at(path: str, offset: int, data: bytes) -> None:

@@ -98,6 +98,10 @@ class Worker:
         self.semaphore: asyncio.Semaphore | None = None
         self.exit_reason: str | None = None
         client.on_cancel = self._on_cancel_message
+        # The values a call returned, kept until its TaskDone is sent: a ref a task made
+        # and returned (``return [ray.put(x)]``) must not die, and its removal reach the
+        # node manager, before the result that holds it is sealed there.
+        self._returned = threading.local()
         signal.signal(CANCEL_SIGNAL, self._on_cancel_signal)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -121,11 +125,17 @@ class Worker:
         done.started, done.ended = started, time.time()
         if self.exit_reason is not None and self.actor_options is not None:
             assert context.actor_id is not None
-            self.client.send(p.ActorExiting(context.actor_id, self.exit_reason), done)
+            self._send_done(p.ActorExiting(context.actor_id, self.exit_reason), done)
             self.client.tasks.put(None)  # wake the main loop so it exits
             return True
-        self.client.send(done)
+        self._send_done(done)
         return done.exit_after
+
+    def _send_done(self, *msgs: object) -> None:
+        try:
+            self.client.send(*msgs)
+        finally:
+            self._returned.values = None
 
     def _stop_actor(self) -> None:
         if self.pool is not None:
@@ -301,10 +311,10 @@ class Worker:
             done.started, done.ended = started, time.time()
         if self.exit_reason is not None:
             assert context.actor_id is not None
-            self.client.send(p.ActorExiting(context.actor_id, self.exit_reason), done)
+            self._send_done(p.ActorExiting(context.actor_id, self.exit_reason), done)
             self.client.tasks.put(None)
         else:
-            self.client.send(done)
+            self._send_done(done)
 
     def _results(self, spec: p.TaskSpec, result: Any) -> p.TaskDone:
         n = spec.num_returns
@@ -331,6 +341,7 @@ class Worker:
                 return self._failed(spec, mismatch, 0)
         results: list[p.Payload] = []
         contained: list[list[bytes]] = []
+        self._returned.values = outputs  # until sent (see __init__)
         for i, value in enumerate(outputs):
             try:
                 so = serialize(value)

@@ -247,3 +247,24 @@ def test_values_larger_than_a_nodes_store_cross_nodes_in_chunks(head: Head) -> N
     back = ray.get(make_on_tiny.remote(n), timeout=60)
     assert back.shape == (n,) and float(back[-1]) == n - 1
     assert ray.get(sum_on_tiny.remote(arg), timeout=60) == float(n)  # pushed again, freed after
+
+
+@ray.remote(resources={"b": 1})
+def puts_on_b(n: int) -> list[Any]:
+    inner = ray.put("inner")
+    return [_node_of_task(), ray.put(np.arange(n, dtype=np.float64)), ray.put([inner])]
+
+
+def test_refs_returned_from_another_node_can_be_got(head: Head) -> None:
+    # Objects put by a task on another node, and returned inside its result, travel with
+    # the result: the driver's node must be able to hand them out.
+    head.add_node("--num-cpus", "1", "--resources", '{"b": 1}', "--object-store-memory", "64000000")
+    ray.init(address=head.address)
+    head.wait_nodes(2)
+    for n in (10, 2_000_000):  # inline, and 16 MB (in chunks)
+        node_b, values, nested = ray.get(puts_on_b.remote(n), timeout=60)
+        assert node_b != ray.get_runtime_context().get_node_id()
+        arr = ray.get(values, timeout=60)
+        assert arr.shape == (n,) and float(arr[-1]) == n - 1
+        (inner,) = ray.get(nested, timeout=60)
+        assert ray.get(inner, timeout=60) == "inner"

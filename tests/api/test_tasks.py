@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import subprocess
 import sys
@@ -52,6 +53,22 @@ def test_refs_nested_in_containers_stay_refs(ray_2cpu: Any) -> None:
 
     ref = ray.put(41)
     assert ray.get(inspect.remote([ref, 1])) == ["ObjectRef", "int", "41"]
+
+
+def test_refs_a_task_makes_and_returns_outlive_the_task(ray_2cpu: Any) -> None:
+    # The task's own refs die as it returns; the result that contains them must keep
+    # the objects alive (their removal used to reach the node before the result did).
+    @ray.remote
+    def make() -> list[Any]:
+        inner = ray.put("inner")
+        return [ray.put(np.arange(10)), ray.put(np.ones(200_000)), ray.put([inner])]
+
+    small, large, nested = ray.get(make.remote(), timeout=60)
+    gc.collect()
+    assert ray.get(small, timeout=60).tolist() == list(range(10))
+    assert float(ray.get(large, timeout=60).sum()) == 200_000.0
+    (inner,) = ray.get(nested, timeout=60)
+    assert ray.get(inner, timeout=60) == "inner"
 
 
 def test_num_returns_and_options(ray_2cpu: Any) -> None:
