@@ -27,6 +27,8 @@ import time
 import traceback
 from typing import Any
 
+import cloudpickle
+
 from . import context
 from . import protocol as p
 from .core import _NO_ARGS, CoreClient, Dep
@@ -361,7 +363,10 @@ class Worker:
         tb = _format_remote_traceback(err)
         error = RayTaskError(spec.name, tb, err, os.getpid())
         try:
-            pickle.dumps(err)
+            # cloudpickle, as the error will travel: an exception class defined in the
+            # driver's __main__ exists here only by value, and the standard pickler,
+            # which looks classes up by name, would drop the user's class from the error.
+            cloudpickle.dumps(err)
         except Exception:
             error = RayTaskError(spec.name, tb, None, os.getpid(), repr(err))
         retry = False

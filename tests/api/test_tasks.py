@@ -199,9 +199,20 @@ def test_functions_and_closures_from_main_work(tmp_path: Any) -> None:
                     return Point(p.x * k)
                 return scaled
 
+            class OutOfRange(ValueError):
+                pass
+
+            @ray.remote
+            def check(x):
+                raise OutOfRange(f"{x} is out of range")
+
             ray.init(num_cpus=1, object_store_memory=64 << 20)
             triple = make(3)
             print("RESULT", ray.get(triple.remote(Point(14))).x)
+            try:
+                ray.get(check.remote(7))
+            except OutOfRange as err:  # the script's own class, defined in __main__
+                print("CAUGHT", type(err).__name__, isinstance(err, ray.exceptions.RayTaskError))
             ray.shutdown()
             """
         )
@@ -211,6 +222,7 @@ def test_functions_and_closures_from_main_work(tmp_path: Any) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "RESULT 42" in out.stdout
+    assert "CAUGHT RayTaskError(OutOfRange) True" in out.stdout
 
 
 def test_legacy_names_still_work_with_a_deprecation_warning(ray_start: Any) -> None:
