@@ -158,6 +158,7 @@ class ClusterMember:
 
         def closure(self, roots: list[bytes]) -> list[bytes]: ...
         def store_put(self, msg: p.PutInline) -> None: ...
+        async def drop_chunked(self, object_id: bytes) -> None: ...
         async def push_value(
             self,
             send: Callable[[object], None],
@@ -289,7 +290,12 @@ class ClusterMember:
         elif isinstance(msg, p.ObjectChunk):
             self.assembler.feed(_source(link), msg)
         elif isinstance(msg, p.PutInline):
-            # An object a forwarded task's result refers to; the result follows.
+            # An object a forwarded task's result refers to: the result follows, or (when
+            # announced) came before and still holds it, unless it was freed since.
+            if msg.announced and self.objects.get(msg.object_id) is None:
+                if msg.chunked:
+                    self._spawn(self.drop_chunked(msg.object_id))
+                return
             self.objects.arriving(msg.object_id)
             self.store_put(msg)
         elif isinstance(msg, p.LogLines):
@@ -484,6 +490,8 @@ class ClusterMember:
             payload = local
         fwd.results[msg.object_id] = payload
         fwd.contained[msg.object_id] = msg.contained
+        for child in msg.contained:  # some may still be on their way (see _deliver_to_peer)
+            self.objects.arriving(child)
         spec = fwd.rec.spec
         if len(fwd.results) < spec.num_returns or self.forwarded.get(task_id) is not fwd:
             return

@@ -150,6 +150,7 @@ class NodeManager(ActorManager, ObjectManager, StateView, ClusterMember, NodeTra
         self.tasks: dict[bytes, TaskRecord] = {}
         self.waiting_on: dict[bytes, list[TaskRecord]] = {}
         self.pending_allocs: dict[int, dict[bytes, p.Payload]] = {}
+        self.seal_waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self.pool_size = max(1, int(self.ledger.total.get("CPU", 1)))
         self._next_conn = 0
         self._stopping = asyncio.Event()

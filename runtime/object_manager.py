@@ -42,6 +42,7 @@ class ObjectManager:
     pending_allocs: dict[int, dict[bytes, p.Payload]]
     spill_dir: str
     spilled_bytes: int
+    seal_waiters: dict[bytes, list[asyncio.Future[None]]]
 
     if TYPE_CHECKING:
 
@@ -50,7 +51,9 @@ class ObjectManager:
         def _handles_gone(self, record: ActorRecord) -> None: ...
         def store_put(self, msg: p.PutInline) -> None: ...
         def closure(self, roots: list[bytes]) -> list[bytes]: ...
-        async def push_value(self, send: Any, drain: Any, entry: ObjectEntry) -> None: ...
+        async def push_value(
+            self, send: Any, drain: Any, entry: ObjectEntry, announced: bool = ...
+        ) -> None: ...
         async def send_stored(
             self, send: Any, drain: Any, object_id: bytes, payload: p.Payload
         ) -> None: ...
@@ -85,10 +88,19 @@ class ObjectManager:
             if conn is not None:
                 self._deliver(conn, entry, want_value)
         entry.waiters.clear()
+        for fut in self.seal_waiters.pop(object_id, ()):
+            if not fut.done():
+                fut.set_result(None)
         for rec in self.waiting_on.pop(object_id, ()):
             rec.missing -= 1
             if rec.missing == 0 and rec.state == PENDING_ARGS:
                 self._deps_ready(rec)
+
+    def when_sealed(self, object_id: bytes) -> asyncio.Future[None]:
+        """Resolves when the object is sealed here; cancelled if it is freed first."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.seal_waiters.setdefault(object_id, []).append(fut)
+        return fut
 
     def _deliver(self, conn: ServerConnection, entry: ObjectEntry, want_value: bool) -> None:
         payload = entry.payload
@@ -112,24 +124,46 @@ class ObjectManager:
 
         That node hands the value to its own processes, who will ask it for the objects
         the refs name: put those there first, children first, then the value with the
-        list of refs it contains. Refs to objects not sealed yet are not sent (a limit:
-        the peer cannot resolve them).
+        list of refs it contains. Objects not sealed yet (``return g.remote()``) follow
+        when they are, held here until then; the peer knows them as arriving meanwhile.
         """
+        later = []
         for oid in self.closure(entry.contains):
             child = self.objects.get(oid)
-            if child is None or child.payload is None:
+            if child is None:
+                continue
+            if child.payload is None:
+                self.objects.hold(oid)  # the peer may drop the container before it seals
+                later.append(oid)
                 continue
             try:
                 await self.push_value(conn.send, conn.drain, child)
             except ConnectionError:
                 return
         payload = entry.payload
-        if self.objects.get(entry.object_id) is not entry or payload is None:
-            return
-        if payload.data is None:
-            await self._deliver_copy(conn, entry.object_id, payload, list(entry.contains))
-        else:
-            conn.send(p.ObjectAvailable(entry.object_id, payload, list(entry.contains)))
+        if self.objects.get(entry.object_id) is entry and payload is not None:
+            if payload.data is None:
+                await self._deliver_copy(conn, entry.object_id, payload, list(entry.contains))
+            else:
+                conn.send(p.ObjectAvailable(entry.object_id, payload, list(entry.contains)))
+        for oid in later:
+            self._spawn(self._push_when_sealed(conn, oid))
+
+    async def _push_when_sealed(self, conn: ServerConnection, object_id: bytes) -> None:
+        """Put an object on a peer once it is sealed here, then drop our hold on it."""
+        try:
+            await self.when_sealed(object_id)
+            for oid in self.closure([object_id]):  # its own contents are known now
+                child = self.objects.get(oid)
+                if child is not None and child.payload is not None and not conn.closed:
+                    await self.push_value(conn.send, conn.drain, child, announced=True)
+        except (asyncio.CancelledError, ConnectionError):
+            pass
+        finally:
+            freed: list[ObjectEntry] = []
+            self.objects.release(object_id, freed)
+            for gone in freed:
+                self._release_memory(gone)
 
     async def _deliver_copy(
         self,
@@ -203,6 +237,8 @@ class ObjectManager:
                 self._release_memory(entry)
 
     def _release_memory(self, entry: ObjectEntry) -> None:
+        for fut in self.seal_waiters.pop(entry.object_id, ()):
+            fut.cancel()
         if self.feed.subscribers:
             self.feed.gone("objects", entry.object_id.hex())
         actor = self.actors.by_cookie.get(entry.object_id)

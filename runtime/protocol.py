@@ -200,6 +200,9 @@ class PutInline:
     contained: list[bytes]
     type_name: str = ""
     chunked: bool = False  # ``data`` is empty: the value came as ObjectChunks just before
+    # Sent after the value that refers to it (it was not sealed then): the receiving node
+    # stores it only if it still knows the object, else drops it.
+    announced: bool = False
 
 
 @dataclass(slots=True)

@@ -262,6 +262,7 @@ class NodeTransfers:
         send: Callable[[object], None],
         drain: Callable[[], Awaitable[None]],
         entry: ObjectEntry,
+        announced: bool = False,
     ) -> None:
         """Put a sealed value on a peer node under the same id (``PutInline``, chunked
         when large); the peer seals it with the same contained refs."""
@@ -270,9 +271,18 @@ class NodeTransfers:
         oid, contains, type_name = entry.object_id, list(entry.contains), stored.type_name
         if should_chunk(stored.size) and stored.data is None:
             await self.send_stored(send, drain, oid, stored)
-            send(p.PutInline(oid, b"", contains, type_name, chunked=True))
+            send(p.PutInline(oid, b"", contains, type_name, chunked=True, announced=announced))
         else:
-            send(p.PutInline(oid, await self.payload_bytes(stored), contains, type_name))
+            data = await self.payload_bytes(stored)
+            send(p.PutInline(oid, data, contains, type_name, announced=announced))
+
+    async def drop_chunked(self, object_id: bytes) -> None:
+        """Free a value that came in chunks but is not wanted after all."""
+        try:
+            payload = await self.assembler.take(object_id)
+        except (KeyError, ConnectionError):
+            return
+        self._release_payload(payload)
 
     async def payload_bytes(self, payload: p.Payload) -> bytes:
         """A stored value's bytes (a copy): inline, from a file, or from the arena."""

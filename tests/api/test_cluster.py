@@ -268,3 +268,22 @@ def test_refs_returned_from_another_node_can_be_got(head: Head) -> None:
         assert arr.shape == (n,) and float(arr[-1]) == n - 1
         (inner,) = ray.get(nested, timeout=60)
         assert ray.get(inner, timeout=60) == "inner"
+
+
+@ray.remote(resources={"b": 1})
+def slow_on_b(x: int) -> int:
+    time.sleep(0.5)
+    return x * 2
+
+
+@ray.remote(resources={"b": 1})
+def returns_pending_ref(x: int) -> list[Any]:
+    return [slow_on_b.remote(x)]  # still running when this result is sent
+
+
+def test_a_ref_to_a_result_still_running_on_another_node_resolves(head: Head) -> None:
+    head.add_node("--num-cpus", "2", "--resources", '{"b": 2}')
+    ray.init(address=head.address)
+    head.wait_nodes(2)
+    (pending,) = ray.get(returns_pending_ref.remote(21), timeout=60)
+    assert ray.get(pending, timeout=60) == 42
