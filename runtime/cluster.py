@@ -35,9 +35,10 @@ from typing import TYPE_CHECKING, Any
 from . import auth
 from . import protocol as p
 from .cluster_actors import ActorNameDirectory
-from .exceptions import WorkerCrashedError
+from .exceptions import ObjectLostError, WorkerCrashedError
 from .ids import object_id_for
 from .protocol import FrameDecoder, NodeView, encode
+from .serialization import serialize
 from .state_schema import SCHEDULED
 from .transfer import CHUNKED
 from .transport import Drainable
@@ -158,6 +159,7 @@ class ClusterMember:
 
         def closure(self, roots: list[bytes]) -> list[bytes]: ...
         def store_put(self, msg: p.PutInline) -> None: ...
+        def _sealed(self, object_id: bytes, payload: p.Payload, contained: list[bytes]) -> None: ...
         async def drop_chunked(self, object_id: bytes) -> None: ...
         async def push_value(
             self,
@@ -181,6 +183,8 @@ class ClusterMember:
         self.links: dict[str, PeerLink] = {}
         self.linking: dict[str, asyncio.Future[PeerLink]] = {}
         self.forwarded: dict[bytes, Forwarded] = {}
+        # node id -> objects a result from there referred to, not arrived yet
+        self.awaited_from: dict[str, set[bytes]] = {}
         self.head_link: PeerLink | None = None
         self.actor_directory = ActorNameDirectory()  # consulted on the head only
         self.head_requests: dict[int, asyncio.Future[Any]] = {}  # member: queries to the head
@@ -292,6 +296,8 @@ class ClusterMember:
         elif isinstance(msg, p.PutInline):
             # An object a forwarded task's result refers to: the result follows, or (when
             # announced) came before and still holds it, unless it was freed since.
+            if msg.announced:
+                self.awaited_from.get(link.node_id, set()).discard(msg.object_id)
             if msg.announced and self.objects.get(msg.object_id) is None:
                 if msg.chunked:
                     self._spawn(self.drop_chunked(msg.object_id))
@@ -310,6 +316,7 @@ class ClusterMember:
 
     def _on_link_lost(self, link: PeerLink) -> None:
         self.assembler.drop_source(_source(link))
+        self._lose_awaited(link.node_id)
         if link is self.head_link:
             self.head_lost()
         if self.links.get(link.node_id) is link:
@@ -353,6 +360,26 @@ class ClusterMember:
                 best.available[k] = best.available.get(k, 0.0) - v
             return best.node_id
         return None
+
+    def _lose_awaited(self, node_id: str) -> None:
+        """The link to ``node_id`` dropped: objects still to come from it never will.
+
+        They were results still running there when a value referring to them came here.
+        This node has no way to run them again (they were submitted over there), so a
+        ``get`` raises ObjectLostError naming the node instead of waiting forever.
+        """
+        for oid in self.awaited_from.pop(node_id, ()):
+            entry = self.objects.get(oid)
+            if entry is None or entry.payload is not None:
+                continue
+            err = ObjectLostError(
+                f"Object {oid.hex()} was being made on node {node_id}, which died (or "
+                "left the cluster) before the value reached this node. Run the task that "
+                "made it again."
+            )
+            data = serialize(err).to_bytes()
+            payload = p.Payload(data=data, size=len(data), error=True, type_name="ObjectLostError")
+            self._sealed(oid, payload, [])
 
     def give_back(self, node_id: str, demand: dict[str, float]) -> None:
         """A task forwarded to ``node_id`` finished: count its resources free again.
@@ -491,7 +518,8 @@ class ClusterMember:
         fwd.results[msg.object_id] = payload
         fwd.contained[msg.object_id] = msg.contained
         for child in msg.contained:  # some may still be on their way (see _deliver_to_peer)
-            self.objects.arriving(child)
+            if self.objects.arriving(child).payload is None:
+                self.awaited_from.setdefault(fwd.node_id, set()).add(child)
         spec = fwd.rec.spec
         if len(fwd.results) < spec.num_returns or self.forwarded.get(task_id) is not fwd:
             return

@@ -287,3 +287,28 @@ def test_a_ref_to_a_result_still_running_on_another_node_resolves(head: Head) ->
     head.wait_nodes(2)
     (pending,) = ray.get(returns_pending_ref.remote(21), timeout=60)
     assert ray.get(pending, timeout=60) == 42
+
+
+@ray.remote(resources={"b": 1})
+def very_slow_on_b() -> int:
+    time.sleep(60)
+    return 1
+
+
+@ray.remote(resources={"b": 1})
+def returns_very_slow_ref() -> list[Any]:
+    return [very_slow_on_b.remote()]
+
+
+def test_a_ref_whose_node_dies_before_it_arrives_raises_object_lost(head: Head) -> None:
+    node = head.add_node("--num-cpus", "2", "--resources", '{"b": 2}')
+    ray.init(address=head.address)
+    head.wait_nodes(2)
+    node_id = next(n["NodeID"] for n in ray.nodes() if n["Resources"].get("b"))
+    (pending,) = ray.get(returns_very_slow_ref.remote(), timeout=60)
+    family = [psutil.Process(node), *psutil.Process(node).children(recursive=True)]
+    for proc in family:
+        proc.kill()
+    psutil.wait_procs(family, timeout=10)
+    with pytest.raises(ray.exceptions.ObjectLostError, match=node_id):
+        ray.get(pending, timeout=60)
