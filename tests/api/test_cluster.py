@@ -8,6 +8,7 @@ resources, talking to the others over authenticated loopback TCP.
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import socket
@@ -261,6 +262,7 @@ def test_refs_returned_from_another_node_can_be_got(head: Head) -> None:
     head.add_node("--num-cpus", "1", "--resources", '{"b": 1}', "--object-store-memory", "64000000")
     ray.init(address=head.address)
     head.wait_nodes(2)
+    client = ray.api._require_client()
     for n in (10, 2_000_000):  # inline, and 16 MB (in chunks)
         node_b, values, nested = ray.get(puts_on_b.remote(n), timeout=60)
         assert node_b != ray.get_runtime_context().get_node_id()
@@ -268,6 +270,15 @@ def test_refs_returned_from_another_node_can_be_got(head: Head) -> None:
         assert arr.shape == (n,) and float(arr[-1]) == n - 1
         (inner,) = ray.get(nested, timeout=60)
         assert ray.get(inner, timeout=60) == "inner"
+        ids = [r.binary() for r in (values, nested, inner)]
+        del arr, values, nested, inner
+        gc.collect()
+        # Once the driver lets go, the head frees what came with the result, too.
+        deadline = time.monotonic() + 30
+        while any(client.query("has_object", oid) for oid in ids):
+            assert time.monotonic() < deadline, "objects sent with a result were never freed"
+            time.sleep(0.05)
+        assert client.query("validate")
 
 
 @ray.remote(resources={"b": 1})
