@@ -729,6 +729,16 @@ class CoreClient:
     def cancel(self, ref: ObjectRef, force: bool, recursive: bool) -> None:
         self.send(p.CancelRequest(ref.binary(), force, recursive))
 
+    def cancel_cell(self, cell_id: str, force: bool = False) -> None:
+        """Cancel every live task that this driver's notebook cell ``cell_id`` started.
+
+        For the kernel side: interrupting a cell cancels its tasks (and theirs).
+        """
+        job_id = context.current_job_id()
+        if job_id is None:
+            raise RuntimeError("cancel_cell() is for drivers; call jupyter_ray.init() first")
+        self.send(p.CancelCell(cell_id, job_id, force))
+
 
 _NO_ARGS = serialize(((), {})).to_bytes()
 """The serialized arguments of a call that has none (the worker checks for it too)."""

@@ -172,6 +172,7 @@ class NodeManager(ActorManager, ObjectManager, StateView, ClusterMember, NodeTra
             p.Blocked: self.on_blocked,
             p.Unblocked: self.on_unblocked,
             p.CancelRequest: self.on_cancel,
+            p.CancelCell: self.on_cancel_cell,
             p.TaskDone: self.on_task_done,
             p.LogLines: self.on_log_lines,
             p.Query: self.on_query,
@@ -700,6 +701,22 @@ class NodeManager(ActorManager, ObjectManager, StateView, ClusterMember, NodeTra
 
     def on_cancel(self, conn: ServerConnection, msg: p.CancelRequest) -> None:
         self._cancel(task_id_of(msg.object_id), msg.force, msg.recursive)
+
+    def on_cancel_cell(self, conn: ServerConnection, msg: p.CancelCell) -> None:
+        """Cancel the cell's tasks and their children; actors it created live on.
+
+        Nested tasks carry the cell and job of the task that submitted them, so they
+        match too; tasks forwarded to other nodes get the cancel there (``_cancel``).
+        """
+        matching = [
+            rec.spec.task_id
+            for rec in self.tasks.values()
+            if rec.spec.cell_id == msg.cell_id
+            and rec.spec.job_id == msg.job_id
+            and rec.spec.kind != p.ACTOR_CREATION
+        ]
+        for task_id in matching:
+            self._cancel(task_id, msg.force, recursive=True)
 
     def _cancel(self, task_id: bytes, force: bool, recursive: bool) -> None:
         rec = self.tasks.get(task_id)

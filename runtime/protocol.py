@@ -274,6 +274,15 @@ class CancelRequest:
 
 
 @dataclass(slots=True)
+class CancelCell:
+    """Cancel every live task one notebook cell of one job submitted (an interrupt)."""
+
+    cell_id: str
+    job_id: str
+    force: bool = False
+
+
+@dataclass(slots=True)
 class TaskDone:
     task_id: bytes
     results: list[Payload]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jupyter_ray.runtime import context
 
 import jupyter_ray as ray
 from jupyter_ray.exceptions import RayTaskError, TaskCancelledError, WorkerCrashedError
@@ -464,3 +465,32 @@ def test_pool_refills_after_max_calls_workers_exit(ray_2cpu: Any) -> None:
     pids = ray.get([once.remote() for _ in range(POOL_SIZE)], timeout=30)
     wait_until(lambda: not set(pids) & set(pool_pids()), "max_calls workers to exit")
     assert_pool_recovers(timeout=10)  # a replacement starts in well under a second
+
+
+def test_interrupting_a_cell_cancels_its_tasks_and_theirs_only(
+    ray_start: Any, tmp_path: Path
+) -> None:
+    # What the kernel side does on an interrupt: cancel what the cell started, including
+    # tasks those tasks started, and nothing another cell started.
+    ray_start(num_cpus=4)
+    other = tmp_path / "other"
+    other.mkdir()
+    try:
+        context.cell_id_provider = lambda: ("cell-A", 1)
+        ref = parent.remote(str(tmp_path))
+        context.cell_id_provider = lambda: ("cell-B", 2)
+        unrelated = child.remote(str(other), 9)
+    finally:
+        context.cell_id_provider = None
+    for i in range(2):
+        wait_until((tmp_path / f"child{i}.started").exists, f"child {i} to start")
+    wait_until((other / "child9.started").exists, "the other cell's task to start")
+    ray.api._require_client().cancel_cell("cell-A")
+    with pytest.raises(TaskCancelledError):
+        ray.get(ref, timeout=20)
+    for i in range(2):
+        wait_until(
+            (tmp_path / f"child{i}.cancelled").exists, f"child {i} to be cancelled", timeout=10
+        )
+    _touch(str(other / "release"))
+    assert ray.get(unrelated, timeout=30) == 9
