@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import auth
 from . import protocol as p
-from .cluster_actors import ActorNameDirectory
+from .cluster_actors import LINK_ERRORS, ActorNameDirectory
 from .exceptions import ObjectLostError, WorkerCrashedError
 from .ids import object_id_for
 from .protocol import FrameDecoder, NodeView, encode
@@ -161,6 +161,7 @@ class ClusterMember:
         def store_put(self, msg: p.PutInline) -> None: ...
         def _sealed(self, object_id: bytes, payload: p.Payload, contained: list[bytes]) -> None: ...
         async def drop_chunked(self, object_id: bytes) -> None: ...
+        async def store_bytes(self, object_id: bytes, data: bytes) -> p.Payload: ...
         async def push_value(
             self,
             send: Callable[[object], None],
@@ -249,13 +250,19 @@ class ClusterMember:
             self.cluster[msg.view.node_id] = msg.view
             self._dispatch_tasks()
 
+    def mark_dead(self, node_id: str) -> bool:
+        """Count ``node_id`` dead in this node's view; False if it is not known here."""
+        view = self.cluster.get(node_id)
+        if view is None:
+            return False
+        view.alive = False
+        return True
+
     def member_lost(self, conn: ServerConnection) -> None:
         node_id = self.members.pop(conn.conn_id, None)
         if node_id is None:
             return
-        view = self.cluster.get(node_id)
-        if view is not None:
-            view.alive = False
+        if self.mark_dead(node_id):
             log.warning("node %s left the cluster", node_id)
         self.actor_directory.drop_node(node_id)  # its actors died with it
         link = self.links.pop(node_id, None)
@@ -443,11 +450,9 @@ class ClusterMember:
         try:
             link = await self._link(node_id)
             await self._send_forward(rec, node_id, link, None)
-        except (OSError, ConnectionError, asyncio.TimeoutError, KeyError) as err:
+        except LINK_ERRORS as err:
             log.warning("cannot reach node %s (%s); keeping %s here", node_id, err, spec.name)
-            view = self.cluster.get(node_id)
-            if view is not None:
-                view.alive = False
+            self.mark_dead(node_id)
             self._enqueue(rec)
 
     async def _send_forward(
@@ -507,12 +512,7 @@ class ClusterMember:
             local.type_name, local.error = payload.type_name, payload.error
             payload = local
         elif payload.data is not None and payload.size >= p.INLINE_LIMIT and not payload.error:
-            local = await self._allocate(msg.object_id, len(payload.data))
-            if local.path is not None:
-                loop = asyncio.get_running_loop()
-                await loop.run_in_executor(None, _write, local.path, payload.data)
-            else:
-                self.arena.view[local.offset : local.offset + len(payload.data)] = payload.data
+            local = await self.store_bytes(msg.object_id, payload.data)
             local.type_name = payload.type_name
             payload = local
         fwd.results[msg.object_id] = payload
@@ -559,13 +559,3 @@ def _release_push(link: PeerLink, oid: bytes) -> bool:
 
 def _headroom(view: NodeView) -> float:
     return view.available.get("CPU", 0.0)
-
-
-def _read(path: str, size: int) -> bytes:
-    with open(path, "rb") as f:
-        return f.read(size)
-
-
-def _write(path: str, data: bytes) -> None:
-    with open(path, "r+b") as f:
-        f.write(data)

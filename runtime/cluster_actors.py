@@ -54,7 +54,7 @@ log = logging.getLogger("jupyter_ray.node")
 OWNER_LOOKUP_TRIES = 30
 """An owner's registration may still be on its way to the head: ask again this often."""
 
-_LINK_ERRORS = (OSError, ConnectionError, asyncio.TimeoutError, KeyError)
+LINK_ERRORS = (OSError, ConnectionError, asyncio.TimeoutError, KeyError)
 
 
 @dataclass(slots=True)
@@ -133,6 +133,7 @@ class ClusterActors:
     if TYPE_CHECKING:
 
         def _spawn(self, coro: Any) -> None: ...
+        def mark_dead(self, node_id: str) -> bool: ...
         def _enqueue(self, rec: TaskRecord) -> None: ...
         def _mark(self, rec: TaskRecord, state: str, when: float | None = ...) -> None: ...
         def _fail(self, rec: TaskRecord, error: BaseException) -> None: ...
@@ -317,11 +318,9 @@ class ClusterActors:
             if self.tasks.get(record.actor_id) is not rec or record.state == DEAD:
                 return  # killed or lost while we connected
             await self._send_forward(rec, node_id, link, host_options)
-        except _LINK_ERRORS as err:
+        except LINK_ERRORS as err:
             log.warning("cannot reach node %s (%s); placing actor again", node_id, err)
-            view = self.cluster.get(node_id)
-            if view is not None:
-                view.alive = False
+            self.mark_dead(node_id)
             if self.tasks.get(record.actor_id) is rec and record.state != DEAD:
                 self._enqueue(rec)
             return
@@ -419,11 +418,9 @@ class ClusterActors:
                     link = await self._link(node_id)
                     if record.route == node_id and rec.spec.task_id in record.inflight:
                         await self._send_forward(rec, node_id, link, None)
-                except _LINK_ERRORS as err:
+                except LINK_ERRORS as err:
                     log.warning("cannot reach node %s (%s) for actor calls", node_id, err)
-                    view = self.cluster.get(node_id)
-                    if view is not None:
-                        view.alive = False
+                    self.mark_dead(node_id)
                     self.actors_lost_with(node_id)
         finally:
             record.sending = False
@@ -452,7 +449,7 @@ class ClusterActors:
     async def _send_to(self, node_id: str, msg: object) -> None:
         try:
             link = await self._link(node_id)
-        except _LINK_ERRORS as err:
+        except LINK_ERRORS as err:
             log.warning("cannot reach node %s (%s)", node_id, err)
             return
         link.send(msg)

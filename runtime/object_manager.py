@@ -51,6 +51,7 @@ class ObjectManager:
         def _handles_gone(self, record: ActorRecord) -> None: ...
         def store_put(self, msg: p.PutInline) -> None: ...
         def closure(self, roots: list[bytes]) -> list[bytes]: ...
+        async def payload_bytes(self, payload: p.Payload) -> bytes: ...
         async def push_value(
             self, send: Any, drain: Any, entry: ObjectEntry, announced: bool = ...
         ) -> None: ...
@@ -173,7 +174,6 @@ class ObjectManager:
         contained: list[bytes] | None = None,
     ) -> None:
         contained = contained or []
-        loop = asyncio.get_running_loop()
         entry = self.objects.get(oid)
         if entry is None:
             return
@@ -189,10 +189,7 @@ class ObjectManager:
             return
         self.objects.pin(entry, conn.conn_id)  # keep the range while we copy it out
         try:
-            if payload.path is not None:
-                data = await loop.run_in_executor(None, _read_file, payload.path, payload.size)
-            else:
-                data = bytes(self.arena.view[payload.offset : payload.offset + payload.size])
+            data = await self.payload_bytes(payload)
         finally:
             reclaimed = self.objects.unpin(oid, conn.conn_id, 1)
             if reclaimed is not None:
@@ -318,8 +315,3 @@ class ObjectManager:
                 path=path, size=payload.size, offset=-2, type_name=payload.type_name
             )
             self.spilled_bytes += payload.size
-
-
-def _read_file(path: str, size: int) -> bytes:
-    with open(path, "rb") as f:
-        return f.read(size)

@@ -315,19 +315,21 @@ class NodeTransfers:
         self._sealed(msg.object_id, payload, msg.contained)
 
     async def store_large(self, msg: p.PutInline) -> None:
-        size = len(msg.data)
-        try:
-            payload = await self._allocate(msg.object_id, size)
-        except ObjectStoreFullError:
-            payload = p.Payload(data=msg.data, size=size)
-        else:
-            if payload.path is not None:
-                loop = asyncio.get_running_loop()
-                await loop.run_in_executor(None, _write_at, payload.path, 0, msg.data)
-            else:
-                self.arena.view[payload.offset : payload.offset + size] = msg.data
+        payload = await self.store_bytes(msg.object_id, msg.data)
         payload.type_name = msg.type_name
         self.seal_once(msg, payload)
+
+    async def store_bytes(self, object_id: bytes, data: bytes) -> p.Payload:
+        """Copy a large value that came in one message into this node's store, so that
+        workers here map it instead of receiving it; kept as it is when no room is left."""
+        try:
+            payload = await self._allocate(object_id, len(data))
+        except ObjectStoreFullError:
+            return p.Payload(data=data, size=len(data))
+        write = self._write_chunk(payload, 0, data)
+        if write is not None:
+            await write
+        return payload
 
     async def send_stored(
         self,

@@ -205,14 +205,7 @@ class Worker:
         fn = self._resolve(msg)
         if isinstance(fn, p.TaskDone):
             return fn
-        ctx = context.TaskContext(
-            spec.task_id,
-            spec.name,
-            list(msg.gpu_ids),
-            spec.cell_id,
-            spec.cell_execution_count,
-            job_id=spec.job_id,
-        )
+        ctx = _task_context(msg)
         main = threading.get_ident() == self.main_ident
         # os.environ lookups cost microseconds; a task without GPUs needs none
         old_cuda = os.environ.get("CUDA_VISIBLE_DEVICES") if msg.gpu_ids else None
@@ -289,14 +282,7 @@ class Worker:
         assert self.semaphore is not None
         async with self.semaphore:
             started = time.time()
-            ctx = context.TaskContext(
-                spec.task_id,
-                spec.name,
-                list(msg.gpu_ids),
-                spec.cell_id,
-                spec.cell_execution_count,
-                job_id=spec.job_id,
-            )
+            ctx = _task_context(msg)
             context._task.set(ctx)  # this coroutine runs in its own copy of the context
             try:
                 fn = getattr(self.actor, spec.method)
@@ -390,6 +376,19 @@ class Worker:
         message = str(cause) if cause is not None else getattr(err, "cause_repr", str(err))
         done.error_message = message[:1000]
         return done
+
+
+def _task_context(msg: p.ExecuteTask) -> context.TaskContext:
+    """What code running this call sees as its task (ids, GPUs, cell, job)."""
+    spec = msg.spec
+    return context.TaskContext(
+        spec.task_id,
+        spec.name,
+        list(msg.gpu_ids),
+        spec.cell_id,
+        spec.cell_execution_count,
+        job_id=spec.job_id,
+    )
 
 
 def _terminate() -> None:

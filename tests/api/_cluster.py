@@ -94,20 +94,31 @@ def head_fixture(tmp_path: Any, monkeypatch: Any) -> Iterator[Head]:
     address = re.search(r"on (127\.0\.0\.1:\d+)\.", out.stdout).group(1)  # type: ignore[union-attr]
     token_file = re.search(r"Token: (\S+)", out.stdout).group(1)  # type: ignore[union-attr]
     assert "ray.init(address='auto')" in out.stdout
-    family: list[psutil.Process] = []
     head = Head(pid, address, token_file, env)
     try:
         yield head
     finally:
-        for member in [pid, *head.nodes]:
-            try:
-                node = psutil.Process(member)
-                family += [node, *node.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                pass
+        family = families([pid, *head.nodes])
         if ray.is_initialized():
             ray.shutdown()
-        for proc in family:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.kill()
-        psutil.wait_procs(family, timeout=10)
+        kill_all(family)
+
+
+def families(pids: list[int]) -> list[psutil.Process]:
+    """The processes of these node managers: themselves, zygotes and workers."""
+    found: list[psutil.Process] = []
+    for pid in pids:
+        try:
+            node = psutil.Process(pid)
+            found += [node, *node.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+def kill_all(procs: list[psutil.Process]) -> None:
+    """SIGKILL each by pid and wait for them (what a test started, never by name)."""
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(procs, timeout=10)

@@ -21,7 +21,7 @@ import cloudpickle
 import numpy as np
 import psutil
 import pytest
-from _cluster import Head, head_fixture  # noqa: F401 - provides the head fixture
+from _cluster import Head, families, head_fixture, kill_all  # noqa: F401 - head fixture
 from jupyter_ray.runtime import discovery
 
 import jupyter_ray as ray
@@ -205,10 +205,7 @@ def test_a_worker_node_that_restarts_rejoins_and_runs_what_waited_for_it(head: H
     ray.init(address=head.address)
     head.wait_nodes(2)
     old_id = ray.get(on_a.remote(), timeout=60)
-    family = [psutil.Process(first), *psutil.Process(first).children(recursive=True)]
-    for proc in family:
-        proc.kill()
-    psutil.wait_procs(family, timeout=10)
+    kill_all(families([first]))  # SIGKILL the node manager, its zygote and workers
     deadline = time.monotonic() + 30
     while any(n["Alive"] for n in ray.nodes() if n["NodeID"] == old_id):
         assert time.monotonic() < deadline, "the head did not notice the node die"
@@ -317,9 +314,6 @@ def test_a_ref_whose_node_dies_before_it_arrives_raises_object_lost(head: Head) 
     head.wait_nodes(2)
     node_id = next(n["NodeID"] for n in ray.nodes() if n["Resources"].get("b"))
     (pending,) = ray.get(returns_very_slow_ref.remote(), timeout=60)
-    family = [psutil.Process(node), *psutil.Process(node).children(recursive=True)]
-    for proc in family:
-        proc.kill()
-    psutil.wait_procs(family, timeout=10)
+    kill_all(families([node]))  # SIGKILL the node manager, its zygote and workers
     with pytest.raises(ray.exceptions.ObjectLostError, match=node_id):
         ray.get(pending, timeout=60)

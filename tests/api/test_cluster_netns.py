@@ -9,7 +9,6 @@ the reason, where namespaces cannot be made.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -24,8 +23,8 @@ from typing import Any
 
 import cloudpickle
 import numpy as np
-import psutil
 import pytest
+from _cluster import families, kill_all
 
 import jupyter_ray as ray
 
@@ -81,20 +80,6 @@ def _start(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
     assert out.returncode == 0, out.stderr
     pid = int(re.search(r"\(pid (\d+)\)", out.stdout).group(1))  # type: ignore[union-attr]
     return pid, out.stdout
-
-
-def _kill_family(pids: list[int]) -> None:
-    family: list[psutil.Process] = []
-    for pid in pids:
-        try:
-            node = psutil.Process(pid)
-            family += [node, *node.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            pass
-    for proc in family:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.kill()
-    psutil.wait_procs(family, timeout=10)
 
 
 @ray.remote(resources={"far": 1})
@@ -170,4 +155,4 @@ def test_worker_node_on_its_own_address_joins_and_moves_data(
     finally:
         if ray.is_initialized():
             ray.shutdown()
-        _kill_family(pids)
+        kill_all(families(pids))
