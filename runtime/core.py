@@ -23,6 +23,7 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,7 +101,8 @@ class CoreClient:
         self._req_ids = itertools.count(1)
         self._registered: set[bytes] = set()
         self.tasks: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.on_cancel: Any = None
+        self._on_cancel: Callable[[p.CancelTask], None] | None = None
+        self._early_cancels: list[p.CancelTask] = []  # came before the handler was set
         self.on_log: Any = None
         self.closed = False
         self._welcome = threading.Event()
@@ -147,6 +149,18 @@ class CoreClient:
         with self._lock:
             pending = self._take_ref_changes()
         self.conn.send(*pending, *msgs)
+
+    def set_cancel_handler(self, handler: Callable[[p.CancelTask], None]) -> None:
+        """Send ``CancelTask`` messages to ``handler`` (the worker's), on the reader thread.
+
+        A task can be cancelled the moment it reaches a worker that has just connected,
+        before the worker set its handler: those cancels are handed over now, not lost.
+        """
+        with self._lock:
+            self._on_cancel = handler
+            early, self._early_cancels = self._early_cancels, []
+        for msg in early:
+            handler(msg)
 
     def _take_ref_changes(self) -> list[object]:
         """Drain finalizer queues into messages. Caller holds ``_lock``."""
@@ -246,8 +260,12 @@ class CoreClient:
         elif kind is p.DriverWarning:
             _print_log(p.LogLines(b"", "jupyter_ray warning", os.getpid(), 2, msg.text))
         elif kind is p.CancelTask:
-            if self.on_cancel is not None:
-                self.on_cancel(msg)
+            with self._lock:
+                handler = self._on_cancel
+                if handler is None:
+                    self._early_cancels.append(msg)
+            if handler is not None:
+                handler(msg)
         else:
             log.warning("unexpected message from the node manager: %r", kind)
 

@@ -99,7 +99,7 @@ class Worker:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.semaphore: asyncio.Semaphore | None = None
         self.exit_reason: str | None = None
-        client.on_cancel = self._on_cancel_message
+        client.set_cancel_handler(self._on_cancel_message)
         # The values a call returned, kept until its TaskDone is sent: a ref a task made
         # and returned (``return [ray.put(x)]``) must not die, and its removal reach the
         # node manager, before the result that holds it is sealed there.

@@ -494,3 +494,18 @@ def test_interrupting_a_cell_cancels_its_tasks_and_theirs_only(
         )
     _touch(str(other / "release"))
     assert ray.get(unrelated, timeout=30) == 9
+
+
+def test_a_cancel_that_comes_before_the_worker_is_ready_is_not_lost(ray_2cpu: Any) -> None:
+    # A task can reach a worker that has only just connected, and its cancel right after
+    # it, before the worker set its cancel handler; that cancel used to be dropped, and
+    # the task ran to its end. The client keeps such cancels for the handler.
+    from jupyter_ray.runtime import protocol as p
+
+    client = ray.api._require_client()
+    early, later = p.CancelTask(b"e" * 16, False), p.CancelTask(b"l" * 16, False)
+    client._on_message(early)  # as the reader thread would, with no handler yet
+    seen: list[Any] = []
+    client.set_cancel_handler(seen.append)
+    client._on_message(later)
+    assert seen == [early, later]
