@@ -589,6 +589,13 @@ class NodeManager(ActorManager, ObjectManager, StateView, ClusterMember, NodeTra
         )
 
     def on_task_done(self, conn: ServerConnection, msg: p.TaskDone) -> None:
+        allocs = self.pending_allocs.get(conn.conn_id)
+        if allocs:
+            # Results the worker wrote into the store are this message's now: left in
+            # ``pending_allocs``, they were freed when the worker exited (max_calls, a
+            # crash), under the refs that still pointed at them.
+            for i in range(len(msg.results)):
+                allocs.pop(object_id_for(msg.task_id, i), None)
         worker = self.workers.get(conn.conn_id)
         rec = self.tasks.get(msg.task_id)
         if rec is not None:

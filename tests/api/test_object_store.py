@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -65,6 +66,24 @@ def test_large_task_results_live_in_the_store(ray_2cpu: Any) -> None:
     out = ray.get(ref)
     assert out.shape == (MiB,) and float(out.sum()) == 2.0 * MiB
     assert ray.get(total.remote(ref)) == 2.0 * MiB
+
+
+def test_large_result_outlives_the_worker_that_wrote_it(ray_2cpu: Any) -> None:
+    # max_calls=1: the worker exits right after writing the result into the store. The
+    # store used to free the result's range with the worker, so later puts reused it and
+    # the result read back as their data.
+    @ray.remote(max_calls=1, num_returns=2)
+    def ones(n: int) -> tuple[int, np.ndarray]:
+        return os.getpid(), np.ones(n, dtype=np.uint8)
+
+    client = ray.api._require_client()
+    pid_ref, ref = ones.remote(8 * MiB)
+    pid = ray.get(pid_ref)
+    _eventually(lambda: pid not in client.query("worker_pids"))  # exited and reaped
+    others = [ray.put(np.full(8 * MiB, 7, dtype=np.uint8)) for _ in range(3)]
+    value = ray.get(ref)
+    assert int(value.sum()) == 8 * MiB
+    assert all(int(ray.get(r)[0]) == 7 for r in others)
 
 
 def test_object_is_freed_when_the_last_ref_goes(ray_2cpu: Any) -> None:
