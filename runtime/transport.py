@@ -201,7 +201,11 @@ class ClientConnection:
             self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         else:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self._sock.connect(address)
+            try:
+                self._sock.connect(address)
+            except OSError:
+                self._sock.close()
+                raise
         self._lock = threading.Lock()
         self._on_message = on_message
         self._on_close = on_close
