@@ -7,11 +7,11 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import psutil
 import pytest
+from _wait import eventually as _eventually
 
 import jupyter_ray as ray
 from jupyter_ray.exceptions import ActorDiedError, RayActorError, RayTaskError
@@ -40,14 +40,6 @@ class Counter:
     @ray.method(num_returns=2)
     def pair(self) -> tuple[int, int]:
         return self.n, -self.n
-
-
-def _eventually(cond: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
 
 
 def _actor_state(handle: Any) -> dict[str, Any]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import gc
 import os
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from _wait import eventually as _eventually
 
 import jupyter_ray as ray
 
@@ -17,14 +17,6 @@ MiB = 1 << 20
 
 def _stats() -> dict[str, int]:
     return dict(ray.api._require_client().query("store_stats"))
-
-
-def _eventually(cond: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
 
 
 @ray.remote

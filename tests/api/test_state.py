@@ -10,11 +10,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
+from _wait import eventually as _eventually
 from jupyter_ray.runtime import context
 from jupyter_ray.runtime.telemetry import parse_nvidia_smi
 
@@ -22,14 +22,6 @@ import jupyter_ray as ray
 from jupyter_ray import state
 
 MiB = 1 << 20
-
-
-def _eventually(cond: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
 
 
 def _task(task_id: str) -> state.TaskState:
