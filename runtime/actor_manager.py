@@ -11,6 +11,7 @@ go through the base class, :class:`cluster_actors.ClusterActors`.
 
 from __future__ import annotations
 
+import os
 import signal
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -18,10 +19,11 @@ from typing import TYPE_CHECKING, Any
 from . import protocol as p
 from .actors import ALIVE, DEAD, RESTARTING, ActorDirectory, ActorRecord, alive_cookie
 from .cluster_actors import ClusterActors
+from .direct import endpoint_path
 from .exceptions import ActorDiedError, RayActorError
 from .ids import object_id_for
 from .serialization import deserialize
-from .state_schema import PENDING_ARGS, PENDING_RESOURCES
+from .state_schema import PENDING_ARGS, PENDING_RESOURCES, RUNNING, SCHEDULED
 
 if TYPE_CHECKING:
     from .feed import ChangeFeed
@@ -45,6 +47,8 @@ class ActorManager(ClusterActors):
     conns: dict[int, ServerConnection]
     waiting_on: dict[bytes, list[TaskRecord]]
     feed: ChangeFeed
+    session_dir: str
+    direct_early: dict[bytes, p.TaskDone]  # direct calls done before the caller's note
 
     if TYPE_CHECKING:
 
@@ -52,8 +56,13 @@ class ActorManager(ClusterActors):
         def _enqueue(self, rec: TaskRecord) -> None: ...
         def _send_task(self, rec: TaskRecord, worker: WorkerState, gpu_ids: list[int]) -> None: ...
         def _finish(
-            self, rec: TaskRecord, results: list[p.Payload], contained: list[list[bytes]]
+            self,
+            rec: TaskRecord,
+            results: list[p.Payload],
+            contained: list[list[bytes]],
+            push: bool = ...,
         ) -> None: ...
+        def _mark(self, rec: TaskRecord, state: str, when: float | None = ...) -> None: ...
         def _fail(self, rec: TaskRecord, error: BaseException) -> None: ...
         def _release_holds(self, spec: p.TaskSpec) -> None: ...
         def _release_payload(self, payload: p.Payload) -> None: ...
@@ -124,7 +133,8 @@ class ActorManager(ClusterActors):
             self._creation_done(record, rec, msg)
         else:
             record.inflight.pop(rec.spec.task_id, None)
-            self._finish(rec, msg.results, msg.contained)
+            # a direct call's caller has the value already (or asked for it)
+            self._finish(rec, msg.results, msg.contained, push=not msg.direct_caller)
         self._dispatch_tasks()
 
     def _creation_done(self, record: ActorRecord, rec: TaskRecord, msg: p.TaskDone) -> None:
@@ -176,9 +186,7 @@ class ActorManager(ClusterActors):
             )
             return
         rec.actor = record
-        rec.retries_left = max(record.options.max_task_retries, 0)
-        if record.options.max_task_retries < 0:
-            rec.retries_left = 1 << 30
+        rec.retries_left = _call_retries(record)
         if not record.proxy:  # (the owner's node holds it once the call gets there)
             self.objects.hold(record.cookie)  # a pending call keeps the actor alive
         if record.state == DEAD:
@@ -186,6 +194,105 @@ class ActorManager(ClusterActors):
             return
         self.actors.enqueue(record, conn.conn_id, rec)
         self.pump_actor(record)
+
+    # --- direct calls (see direct.py) ------------------------------------------------
+
+    def _offer_endpoint(self, conn: ServerConnection, record: ActorRecord) -> None:
+        """Tell a local caller, once per actor process, where to send calls directly."""
+        worker = record.worker
+        if (
+            worker is None
+            or record.state != ALIVE
+            or record.for_peer
+            or conn.role not in ("driver", "worker")
+            or getattr(conn, "remote", False)
+            or conn is worker.conn
+        ):
+            return
+        sent: set[tuple[bytes, str]] | None = getattr(conn, "endpoints", None)
+        if sent is None:
+            sent = conn.endpoints = set()  # type: ignore[attr-defined]
+        key = (record.actor_id, worker.worker_id)
+        if key in sent:
+            return
+        path = endpoint_path(self.session_dir, worker.worker_id)
+        if path is not None and os.path.exists(path):
+            sent.add(key)
+            conn.send(p.ActorEndpoint(record.actor_id, worker.worker_id, path))
+
+    def on_direct_calls(self, conn: ServerConnection, msg: p.DirectCalls) -> None:
+        """A caller's note of the calls it sent to actors directly: track each one."""
+        from .node import TaskRecord
+
+        lost: dict[bytes, list[TaskRecord]] = {}
+        for spec, worker_id in msg.calls:
+            spec.owner = conn.conn_id
+            self.objects.create(object_id_for(spec.task_id, 0), conn.conn_id)
+            rec = TaskRecord(spec)
+            self._track(rec)
+            record = self.actors.actors.get(spec.actor_id or b"")
+            if record is None:
+                self._fail(rec, RayActorError("the actor of a direct call is unknown here"))
+                continue
+            rec.actor = record
+            rec.retries_left = _call_retries(record)
+            self.objects.hold(record.cookie)
+            done = self.direct_early.pop(spec.task_id, None)
+            worker = record.worker
+            if done is not None:  # the worker's report came first
+                self._mark(rec, SCHEDULED, done.started)
+                self._direct_report(rec, done)
+                self._release_contained(done)
+            elif record.state == DEAD:
+                self._fail(rec, self._death_error(record))
+            elif record.state == ALIVE and worker is not None and worker.worker_id == worker_id:
+                rec.worker = worker
+                rec.worker_pid = worker.pid
+                self._mark(rec, SCHEDULED)
+                record.inflight[spec.task_id] = rec
+            else:  # the process it went to died before answering; the call with it
+                lost.setdefault(record.actor_id, []).append(rec)
+        for actor_id, recs in lost.items():
+            record = self.actors.actors[actor_id]
+            self._calls_lost(record, recs, record.death_cause or "its worker process died")
+            self.pump_actor(record)
+
+    def direct_done_early(self, msg: p.TaskDone) -> None:
+        """A direct call's report came before its caller's note: keep it until then."""
+        if msg.direct_caller not in self.conns:  # the caller is gone: nobody wants it
+            for payload in msg.results:
+                self._release_payload(payload)
+            return
+        for ids in msg.contained:
+            for oid in ids:
+                self.objects.hold(oid)  # the worker's refs to them may go any moment
+        self.direct_early[msg.task_id] = msg
+
+    def _direct_report(self, rec: TaskRecord, msg: p.TaskDone) -> None:
+        """A worker's report of an actor call (direct or not): record it, then finish."""
+        if msg.started:
+            self._mark(rec, RUNNING, msg.started)
+        rec.error_type = msg.error_type
+        rec.error_message = msg.error_message
+        rec.ended = msg.ended
+        self.actor_task_done(rec, msg)
+
+    def _release_contained(self, msg: p.TaskDone) -> None:
+        freed: list[Any] = []
+        for ids in msg.contained:
+            for oid in ids:
+                self.objects.release(oid, freed)
+        for entry in freed:
+            self._release_memory(entry)
+
+    def drop_direct_early(self, caller: int) -> None:
+        """The caller went away: drop the reports its notes would have claimed."""
+        for task_id, msg in list(self.direct_early.items()):
+            if msg.direct_caller == caller:
+                del self.direct_early[task_id]
+                for payload in msg.results:
+                    self._release_payload(payload)
+                self._release_contained(msg)
 
     def pump_actor(self, record: ActorRecord) -> None:
         """Send every call whose turn has come to the actor's worker (or its node)."""
@@ -199,6 +306,9 @@ class ActorManager(ClusterActors):
         for rec in self.actors.releasable(record):
             record.inflight[rec.spec.task_id] = rec
             self._send_task(rec, record.worker, gpu_ids)
+            caller = self.conns.get(rec.spec.owner)
+            if caller is not None:
+                self._offer_endpoint(caller, record)
 
     def unqueue_actor_call(self, rec: TaskRecord) -> None:
         record = rec.actor
@@ -247,7 +357,15 @@ class ActorManager(ClusterActors):
             return
         record.state = RESTARTING
         record.restarts += 1
-        for rec in reversed(inflight):
+        self._calls_lost(record, inflight, cause)
+        from .node import TaskRecord
+
+        self._schedule_creation(record, TaskRecord(record.spec))
+
+    def _calls_lost(self, record: ActorRecord, recs: list[TaskRecord], cause: str) -> None:
+        """Calls that died with the actor's process: queue them again, at the front of
+        their callers' queues, while ``max_task_retries`` allows; fail the others."""
+        for rec in reversed(recs):
             if rec.retries_left > 0:
                 rec.retries_left -= 1
                 rec.attempt += 1
@@ -262,9 +380,6 @@ class ActorManager(ClusterActors):
                         "retried because max_task_retries is 0."
                     ),
                 )
-        from .node import TaskRecord
-
-        self._schedule_creation(record, TaskRecord(record.spec))
 
     def _actor_dead(self, record: ActorRecord, cause: str) -> None:
         creation = self.tasks.get(record.actor_id)
@@ -385,3 +500,9 @@ class ActorManager(ClusterActors):
                 for r in self.actors.actors.values()
             ]
         raise ValueError(f"unknown actor query {what!r}")
+
+
+def _call_retries(record: ActorRecord) -> int:
+    """How often a call to this actor is tried again when its process dies."""
+    limit = record.options.max_task_retries
+    return 1 << 30 if limit < 0 else limit

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .core import CoreClient
@@ -34,6 +34,7 @@ class TaskContext:
     cell_execution_count: int | None = None
     cancel_requested: bool = False
     job_id: str | None = None
+    lane: Any = None  # direct.CallerLane of a direct actor call: output goes there
 
 
 def get_client() -> CoreClient | None:

@@ -13,6 +13,7 @@ garbage collection may run them on any thread at any moment.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import ctypes
 import itertools
 import logging
@@ -29,6 +30,7 @@ from typing import Any
 
 from . import auth, context
 from . import protocol as p
+from .direct import Lane, LaneTable, connect_lane
 from .exceptions import GetTimeoutError, RayError, RaySystemError
 from .ids import new_task_id, object_id_for
 from .object_ref import ObjectRef
@@ -100,6 +102,8 @@ class CoreClient:
         self._replies: dict[int, list[Any]] = {}
         self._req_ids = itertools.count(1)
         self._registered: set[bytes] = set()
+        self.lanes = LaneTable()  # direct actor calls (direct.py)
+        self._send_lock = threading.Lock()
         self.tasks: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._on_cancel: Callable[[p.CancelTask], None] | None = None
         self._early_cancels: list[p.CancelTask] = []  # came before the handler was set
@@ -145,10 +149,15 @@ class CoreClient:
     # --- connection ------------------------------------------------------------------
 
     def send(self, *msgs: object) -> None:
-        """Send messages, preceded by any pending reference-count changes."""
-        with self._lock:
-            pending = self._take_ref_changes()
-        self.conn.send(*pending, *msgs)
+        """Send messages, preceded by any pending reference-count changes.
+
+        One sender at a time: what is pending goes out before messages that may depend
+        on it (a direct call's announcement before a ``Subscribe`` to its result).
+        """
+        with self._send_lock:
+            with self._lock:
+                pending = self._take_ref_changes()
+            self.conn.send(*pending, *msgs)
 
     def set_cancel_handler(self, handler: Callable[[p.CancelTask], None]) -> None:
         """Send ``CancelTask`` messages to ``handler`` (the worker's), on the reader thread.
@@ -191,7 +200,8 @@ class CoreClient:
             m.views -= 1
             if m.views == 0:
                 self._release_mapping(oid, m)
-        out: list[object] = []
+        # direct calls first: the changes below may name their results
+        out: list[object] = self.lanes.take_announcements()
         if self._pending_add or self._pending_remove:
             out.append(p.RefUpdate(list(self._pending_add), list(self._pending_remove)))
             self._pending_add = set()
@@ -209,7 +219,7 @@ class CoreClient:
     def _flush_loop(self) -> None:
         while not self.closed:
             time.sleep(FLUSH_INTERVAL)
-            if self.dead_refs or self._dead_views:
+            if self.dead_refs or self._dead_views or self.lanes.unannounced:
                 try:
                     self.send()
                 except (ConnectionError, OSError):
@@ -257,6 +267,11 @@ class CoreClient:
             if slot is not None:
                 slot[1] = msg
                 slot[0].set()
+        elif kind is p.ActorEndpoint:
+            with self._lock:
+                lane = self.lanes.lane(msg.actor_id)
+                lane.worker_id = msg.worker_id
+                lane.path = msg.path
         elif kind is p.DriverWarning:
             _print_log(p.LogLines(b"", "jupyter_ray warning", os.getpid(), 2, msg.text))
         elif kind is p.CancelTask:
@@ -274,6 +289,8 @@ class CoreClient:
         payload = msg.payload
         with self._lock:
             self.objects_received += 1
+            if self.lanes.by_routed:
+                self.lanes.answered(oid)
             if payload is None:
                 if oid in self._local_refs:
                     self._ready.add(oid)
@@ -284,7 +301,10 @@ class CoreClient:
                 m.pins += 1
                 if oid not in self._local_refs and m.views == 0:
                     self._release_mapping(oid, m)
-            elif oid in self._local_refs:
+            elif oid in self._local_refs and oid not in self._values:
+                # The first value wins: values never change, and a direct call's result
+                # may also come from the node, even failed there if the actor's process
+                # died before it reported the call it had answered.
                 self._values[oid] = payload
             self._requested.pop(oid, None)
             self._cond.notify_all()
@@ -325,6 +345,9 @@ class CoreClient:
         self.closed = True
         self.conn.close()
         self.conn.join(2)
+        for lane in list(self.lanes.lanes.values()):
+            if lane.conn is not None:
+                lane.conn.close()
 
     # --- references ------------------------------------------------------------------
 
@@ -387,20 +410,113 @@ class CoreClient:
             actor_id=actor_id,
             method=method,
         )
+        refs = [self._new_owned_ref(object_id_for(task_id, i)) for i in range(num_returns)]
+        lane = None
+        if actor_id is not None and not self.remote:
+            lane = self.lanes.lane(actor_id)
+            if (
+                num_returns == 1
+                and not deps
+                and not nested
+                and method != "__ray_terminate__"
+                and self._send_direct(lane, spec)
+            ):
+                return refs
+            spec.after = lane.after()
         msgs: list[object] = []
         if fn_payload is not None and fn_id not in self._registered:
             msgs.append(p.RegisterFunction(fn_id, name, fn_payload))
             self._registered.add(fn_id)
         msgs.append(p.SubmitTask(spec))
-        refs = [self._new_owned_ref(object_id_for(task_id, i)) for i in range(num_returns)]
         with self._lock:
             # The node manager tells the owner when each result is ready, with the value
             # when it is small, unasked: a get() right after a submit sends nothing more.
             for ref in refs:
                 self._requested[ref.binary()] = False
+            if lane is not None:
+                self.lanes.routed_call(lane, refs[0] if refs else None)
         self.send(*msgs)
         del keep  # large arguments put for this task: the task now holds them
         return refs
+
+    def _send_direct(self, lane: Lane, spec: p.TaskSpec) -> bool:
+        """Send an actor call on its lane (see direct.py); False: use the node."""
+        with self._lock:
+            worker_id, path = lane.worker_id, lane.path
+            if worker_id is None or path is None or lane.routed or lane.untracked:
+                return False
+        assert self.welcome is not None
+        oid = object_id_for(spec.task_id, 0)
+        entry = (spec, worker_id)
+        with lane.send_lock:
+            conn = lane.conn
+            if conn is None or lane.seq_worker != worker_id:
+                if conn is not None:
+                    conn.close()
+                conn = connect_lane(
+                    path,
+                    self.welcome.conn_id,
+                    lambda msg: self._on_lane_message(lane, msg),
+                    lambda: self._on_lane_closed(lane, worker_id),
+                )
+                lane.conn, lane.seq, lane.seq_worker = conn, 0, worker_id
+                if conn is None:
+                    with self._lock:
+                        if lane.worker_id == worker_id:
+                            lane.worker_id = None
+                    return False
+            spec.owner = self.welcome.conn_id
+            with self._lock:
+                # before the send: the answer may come back before it returns
+                lane.open.add(oid)
+                self._requested[oid] = True
+                self.lanes.unannounced.append(entry)
+            try:
+                conn.send(p.DirectCall(spec, lane.seq + 1))
+            except (ConnectionError, OSError):
+                with self._lock:
+                    lane.open.discard(oid)
+                    self._requested.pop(oid, None)
+                    self.lanes.unannounced.remove(entry)
+                    if lane.worker_id == worker_id:
+                        lane.worker_id = None
+                return False
+            lane.seq += 1
+        return True
+
+    def _on_lane_message(self, lane: Lane, msg: Any) -> None:
+        """Reader thread of a lane: an actor worker's answer, or a call's output."""
+        if type(msg) is p.DirectResult:
+            oid = object_id_for(msg.task_id, 0)
+            with self._lock:
+                lane.open.discard(oid)
+            # a value, or (None) "done; the value is with the node": as if the node said so
+            self._on_object(p.ObjectAvailable(oid, msg.payload))
+        elif type(msg) is p.LogLines:
+            if self.on_log is not None:
+                self.on_log(msg)
+            else:
+                _print_log(msg)
+        else:
+            log.warning("unexpected message on an actor lane: %r", type(msg))
+
+    def _on_lane_closed(self, lane: Lane, worker_id: str) -> None:
+        """The actor's worker went away: ask the node about the calls still out."""
+        with self._lock:
+            if lane.worker_id == worker_id:
+                lane.worker_id = None
+            if lane.seq_worker != worker_id:
+                return  # an older lane; the current one has its own calls
+            conn, lane.conn = lane.conn, None
+            waiting = [oid for oid in lane.open if oid in self._local_refs]
+            lane.open.clear()
+            for oid in waiting:
+                self._requested[oid] = False
+        if conn is not None:
+            conn.close()
+        if waiting and not self.closed:
+            with contextlib.suppress(ConnectionError, OSError):
+                self.send(p.Subscribe(waiting, False))
 
     def create_actor(
         self,

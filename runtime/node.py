@@ -148,6 +148,7 @@ class NodeManager(ActorManager, ObjectManager, StateView, ClusterMember, NodeTra
         self.feed = ChangeFeed()
         self.telemetry = Telemetry()
         self.tasks: dict[bytes, TaskRecord] = {}
+        self.direct_early: dict[bytes, p.TaskDone] = {}
         self.waiting_on: dict[bytes, list[TaskRecord]] = {}
         self.pending_allocs: dict[int, dict[bytes, p.Payload]] = {}
         self.seal_waiters: dict[bytes, list[asyncio.Future[None]]] = {}
@@ -180,6 +181,7 @@ class NodeManager(ActorManager, ObjectManager, StateView, ClusterMember, NodeTra
             p.CreateActor: self.on_create_actor,
             p.KillActor: self.on_kill_actor,
             p.ActorExiting: self.on_actor_exiting,
+            p.DirectCalls: self.on_direct_calls,
             p.FeedSubscribe: self.on_feed_subscribe,
             p.FeedResync: self.on_feed_resync,
             p.NodeRegister: self.on_node_register,
@@ -327,6 +329,7 @@ class NodeManager(ActorManager, ObjectManager, StateView, ClusterMember, NodeTra
         for payload in self.pending_allocs.pop(conn.conn_id, {}).values():
             self._release_payload(payload)
         self.assembler.drop_source(conn.conn_id)
+        self.drop_direct_early(conn.conn_id)
         self._owner_gone(conn)
         worker = self.workers.pop(conn.conn_id, None)
         if worker is not None:
@@ -596,17 +599,20 @@ class NodeManager(ActorManager, ObjectManager, StateView, ClusterMember, NodeTra
             # crash), under the refs that still pointed at them.
             for i in range(len(msg.results)):
                 allocs.pop(object_id_for(msg.task_id, i), None)
-        worker = self.workers.get(conn.conn_id)
         rec = self.tasks.get(msg.task_id)
+        if rec is None and msg.direct_caller:
+            self.direct_done_early(msg)
+            return
+        if rec is not None and rec.spec.kind != p.TASK:
+            self._direct_report(rec, msg)
+            return
+        worker = self.workers.get(conn.conn_id)
         if rec is not None:
             if msg.started:
                 self._mark(rec, RUNNING, msg.started)
             rec.error_type = msg.error_type
             rec.error_message = msg.error_message
             rec.ended = msg.ended
-        if rec is not None and rec.spec.kind != p.TASK:
-            self.actor_task_done(rec, msg)
-            return
         if worker is not None and worker.actor is None:
             self._free_worker(worker, exiting=msg.exit_after)
         if rec is None:
@@ -637,12 +643,16 @@ class NodeManager(ActorManager, ObjectManager, StateView, ClusterMember, NodeTra
             self.idle.append(worker)
 
     def _finish(
-        self, rec: TaskRecord, results: list[p.Payload], contained: list[list[bytes]]
+        self,
+        rec: TaskRecord,
+        results: list[p.Payload],
+        contained: list[list[bytes]],
+        push: bool = True,
     ) -> None:
         spec = rec.spec
         self.tasks.pop(spec.task_id, None)
         self._record_done(rec, results)
-        owner = self.conns.get(spec.owner)
+        owner = self.conns.get(spec.owner) if push else None
         for i, payload in enumerate(results):
             oid = object_id_for(spec.task_id, i)
             entry = self.objects.get(oid)

@@ -122,6 +122,9 @@ class TaskSpec:
     kind: int = 0  # TASK, ACTOR_CREATION or ACTOR_METHOD
     actor_id: bytes | None = None
     method: str = ""
+    # An actor call sent through the node while the caller's direct calls to the same
+    # actor are still out: run it only after (worker id, direct call number) arrived.
+    after: tuple[str, int] | None = None
 
 
 TASK = 0
@@ -293,6 +296,7 @@ class TaskDone:
     ended: float = 0.0
     error_type: str | None = None  # set when the task raised
     error_message: str | None = None
+    direct_caller: int = 0  # a direct call's (see below): the caller's connection id
 
 
 @dataclass(slots=True)
@@ -402,6 +406,49 @@ class QueryReply:
 
 
 # --- change feed (see feed.py) ------------------------------------------------------
+
+
+# --- direct actor calls (see direct.py) -----------------------------------------------
+
+
+@dataclass(slots=True)
+class ActorEndpoint:
+    """Node to caller: where the actor's worker takes calls directly."""
+
+    actor_id: bytes
+    worker_id: str
+    path: str
+
+
+@dataclass(slots=True)
+class DirectHello:
+    """Caller to actor worker, first on a direct connection: the caller's node conn id."""
+
+    caller: int
+
+
+@dataclass(slots=True)
+class DirectCall:
+    """Caller to actor worker: a method call; ``seq`` counts the caller's direct calls."""
+
+    spec: TaskSpec
+    seq: int
+
+
+@dataclass(slots=True)
+class DirectResult:
+    """Actor worker to caller: the call's value, or None when it comes from the node
+    (large, or holding refs)."""
+
+    task_id: bytes
+    payload: Payload | None
+
+
+@dataclass(slots=True)
+class DirectCalls:
+    """Caller to node: direct calls it made, each with the worker id it sent it to."""
+
+    calls: list[tuple[TaskSpec, str]]
 
 
 @dataclass(slots=True)

@@ -20,6 +20,7 @@ import io
 import json
 import os
 import pickle
+import queue
 import signal
 import sys
 import threading
@@ -32,11 +33,13 @@ import cloudpickle
 from . import context
 from . import protocol as p
 from .core import _NO_ARGS, CoreClient, Dep
+from .direct import CallerLane, DirectServer, LaneClosed, endpoint_path
 from .exceptions import RayError, RayTaskError, TaskCancelledError
 from .ids import object_id_for
 from .serialization import deserialize, serialize, type_name
 
 CANCEL_SIGNAL = signal.SIGUSR1
+REPORT_BATCH = 64
 
 
 class TaskOutput(io.TextIOBase):
@@ -69,8 +72,12 @@ class TaskOutput(io.TextIOBase):
         if ctx is None:
             self._fallback.write(text)
             return
+        lines = p.LogLines(ctx.task_id, ctx.name, os.getpid(), self._stream, text)
+        if ctx.lane is not None:  # a direct call: its caller hears it on the same lane
+            ctx.lane.send(lines)
+            return
         try:
-            self._client.send(p.LogLines(ctx.task_id, ctx.name, os.getpid(), self._stream, text))
+            self._client.send(lines)
         except (ConnectionError, OSError):
             self._fallback.write(text)
 
@@ -86,8 +93,9 @@ class ActorExit(BaseException):
 class Worker:
     """Executes tasks, or hosts one actor; holds the function cache and call counts."""
 
-    def __init__(self, client: CoreClient) -> None:
+    def __init__(self, client: CoreClient, worker_id: str = "") -> None:
         self.client = client
+        self.worker_id = worker_id
         self.functions: dict[bytes, Any] = {}
         self.calls: dict[bytes, int] = {}
         self.main_ident = threading.get_ident()
@@ -99,6 +107,17 @@ class Worker:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.semaphore: asyncio.Semaphore | None = None
         self.exit_reason: str | None = None
+        # Direct calls (direct.py): callers' lanes, the number of each caller's last
+        # direct call seen, and calls from the node held until a direct call arrives.
+        self.lanes: DirectServer | None = None
+        self.actor_gpu_ids: list[int] = []
+        self._seen: dict[int, int] = {}
+        self._held: dict[int, list[p.ExecuteTask]] = {}
+        # Reports to the node of direct calls whose caller has the value: sent in one
+        # message once no call is running or queued (or REPORT_BATCH piled up).
+        self._reports: list[p.TaskDone] = []
+        self._running = 0
+        self._report_lock = threading.Lock()
         client.set_cancel_handler(self._on_cancel_message)
         # The values a call returned, kept until its TaskDone is sent: a ref a task made
         # and returned (``return [ray.put(x)]``) must not die, and its removal reach the
@@ -108,38 +127,114 @@ class Worker:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def run(self) -> None:
+        tasks = self.client.tasks
         while self.exit_reason is None:
-            msg = self.client.tasks.get()
-            if msg is None:
+            try:
+                item = tasks.get_nowait()
+            except queue.Empty:
+                self._flush_reports()
+                item = tasks.get()
+            if item is None:
                 return
-            if msg.spec.kind == p.ACTOR_METHOD and self.pool is not None:
-                self.pool.submit(self._run_and_reply, msg)
-            elif msg.spec.kind == p.ACTOR_METHOD and self.loop is not None:
-                asyncio.run_coroutine_threadsafe(self._run_async(msg), self.loop)
-            elif self._run_and_reply(msg):
+            if type(item) is tuple:  # (lane, DirectCall)
+                lane, call = item
+                msg = p.ExecuteTask(call.spec, None, [], self.actor_gpu_ids, 0)
+                self._seen[lane.caller] = call.seq
+                if self._start(msg, lane):
+                    return
+                if not self._release_held(lane.caller, call.seq):
+                    return
+                continue
+            if type(item) is LaneClosed:
+                self._seen.pop(item.lane.caller, None)
+                if not self._release_held(item.lane.caller, None):
+                    return
+                continue
+            after = item.spec.after
+            if after is not None and after[0] == self.worker_id:
+                owner = item.spec.owner
+                if self._seen.get(owner, 0) < after[1]:
+                    # its caller's earlier direct calls have not all arrived yet
+                    self._held.setdefault(owner, []).append(item)
+                    continue
+            if self._start(item, None):
                 return
         self._stop_actor()
 
-    def _run_and_reply(self, msg: p.ExecuteTask) -> bool:
+    def _start(self, msg: p.ExecuteTask, lane: CallerLane | None) -> bool:
+        """Run a call here or hand it to the actor's threads; True: the process ends."""
+        with self._report_lock:
+            self._running += 1
+        if msg.spec.kind == p.ACTOR_METHOD and self.pool is not None:
+            self.pool.submit(self._run_and_reply, msg, lane)
+        elif msg.spec.kind == p.ACTOR_METHOD and self.loop is not None:
+            asyncio.run_coroutine_threadsafe(self._run_async(msg, lane), self.loop)
+        else:
+            return self._run_and_reply(msg, lane)
+        return False
+
+    def _release_held(self, caller: int, seq: int | None) -> bool:
+        """Start held calls whose direct call came (all of them: ``seq`` None); False
+        when the process ends."""
+        held = self._held.get(caller)
+        if not held:
+            return True
+        ready = [m for m in held if seq is None or m.spec.after[1] <= seq]  # type: ignore[index]
+        rest = [m for m in held if m not in ready]
+        if rest:
+            self._held[caller] = rest
+        else:
+            del self._held[caller]
+        return all(not self._start(msg, None) for msg in ready)
+
+    def _run_and_reply(self, msg: p.ExecuteTask, lane: CallerLane | None = None) -> bool:
         """Run one call and send its result; True when the process should exit."""
         started = time.time()
-        done = self.execute(msg)
+        done = self.execute(msg, lane)
         done.started, done.ended = started, time.time()
         if self.exit_reason is not None and self.actor_options is not None:
             assert context.actor_id is not None
-            self._send_done(p.ActorExiting(context.actor_id, self.exit_reason), done)
+            self._send_done(done, lane, p.ActorExiting(context.actor_id, self.exit_reason))
             self.client.tasks.put(None)  # wake the main loop so it exits
             return True
-        self._send_done(done)
+        self._send_done(done, lane)
         return done.exit_after
 
-    def _send_done(self, *msgs: object) -> None:
+    def _send_done(self, done: p.TaskDone, lane: CallerLane | None, *before: object) -> None:
+        """Report a call's outcome: to the node, and first to its caller if direct."""
         try:
-            self.client.send(*msgs)
+            later = False
+            if lane is not None:
+                result = done.results[0]
+                direct = result.data is not None and not (done.contained and done.contained[0])
+                lane.send(p.DirectResult(done.task_id, result if direct else None))
+                done.direct_caller = lane.caller
+                # The caller has the value: the node's copy may wait for a batch. A value
+                # the caller must fetch from the node goes now.
+                later = direct and not before
+            with self._report_lock:
+                self._running -= 1
+                self._reports.append(done)
+                if (
+                    later
+                    and len(self._reports) < REPORT_BATCH
+                    and (self._running or not self.client.tasks.empty())
+                ):
+                    return  # a call still running or queued will send them
+                batch, self._reports = self._reports, []
+            self.client.send(*before, *batch)
         finally:
             self._returned.values = None
 
+    def _flush_reports(self) -> None:
+        with self._report_lock:
+            batch, self._reports = self._reports, []
+        if batch:
+            self.client.send(*batch)
+
     def _stop_actor(self) -> None:
+        if self.lanes is not None:
+            self.lanes.close()
         if self.pool is not None:
             self.pool.shutdown(wait=True)
         if self.loop is not None:
@@ -200,12 +295,12 @@ class Worker:
         kwargs = {k: values[v.index] if isinstance(v, Dep) else v for k, v in kwargs.items()}
         return args, kwargs
 
-    def execute(self, msg: p.ExecuteTask) -> p.TaskDone:
+    def execute(self, msg: p.ExecuteTask, lane: CallerLane | None = None) -> p.TaskDone:
         spec = msg.spec
         fn = self._resolve(msg)
         if isinstance(fn, p.TaskDone):
             return fn
-        ctx = _task_context(msg)
+        ctx = _task_context(msg, lane)
         main = threading.get_ident() == self.main_ident
         # os.environ lookups cost microseconds; a task without GPUs needs none
         old_cuda = os.environ.get("CUDA_VISIBLE_DEVICES") if msg.gpu_ids else None
@@ -266,6 +361,14 @@ class Worker:
         except Exception as err:
             return self._failed(spec, err, 0)
         self.actor_options = opts
+        if opts.hold_resources:
+            self.actor_gpu_ids = list(msg.gpu_ids)  # what the node gives each call
+        path = endpoint_path(self.client.welcome.session_dir, self.worker_id)  # type: ignore[union-attr]
+        if path is not None and self.worker_id:
+            try:
+                self.lanes = DirectServer(path, self.client.tasks.put)
+            except OSError as err:  # calls still come through the node
+                print(f"jupyter_ray: no direct calls to this actor: {err}", file=sys.__stderr__)
         if opts.is_async:
             self.loop = asyncio.new_event_loop()
             threading.Thread(target=self.loop.run_forever, name="actor-loop", daemon=True).start()
@@ -276,13 +379,13 @@ class Worker:
             )
         return self._results(spec, None)
 
-    async def _run_async(self, msg: p.ExecuteTask) -> None:
+    async def _run_async(self, msg: p.ExecuteTask, lane: CallerLane | None = None) -> None:
         """Event-loop thread of an async actor: run one call under the concurrency limit."""
         spec = msg.spec
         assert self.semaphore is not None
         async with self.semaphore:
             started = time.time()
-            ctx = _task_context(msg)
+            ctx = _task_context(msg, lane)
             context._task.set(ctx)  # this coroutine runs in its own copy of the context
             try:
                 fn = getattr(self.actor, spec.method)
@@ -299,10 +402,10 @@ class Worker:
             done.started, done.ended = started, time.time()
         if self.exit_reason is not None:
             assert context.actor_id is not None
-            self._send_done(p.ActorExiting(context.actor_id, self.exit_reason), done)
+            self._send_done(done, lane, p.ActorExiting(context.actor_id, self.exit_reason))
             self.client.tasks.put(None)
         else:
-            self._send_done(done)
+            self._send_done(done, lane)
 
     def _results(self, spec: p.TaskSpec, result: Any) -> p.TaskDone:
         n = spec.num_returns
@@ -378,7 +481,7 @@ class Worker:
         return done
 
 
-def _task_context(msg: p.ExecuteTask) -> context.TaskContext:
+def _task_context(msg: p.ExecuteTask, lane: CallerLane | None = None) -> context.TaskContext:
     """What code running this call sees as its task (ids, GPUs, cell, job)."""
     spec = msg.spec
     return context.TaskContext(
@@ -388,6 +491,7 @@ def _task_context(msg: p.ExecuteTask) -> context.TaskContext:
         spec.cell_id,
         spec.cell_execution_count,
         job_id=spec.job_id,
+        lane=lane,
     )
 
 
@@ -435,6 +539,6 @@ def main(argv: list[str] | None = None) -> None:
     sys.stdout = TaskOutput(client, 1, sys.stdout)
     sys.stderr = TaskOutput(client, 2, sys.stderr)
     try:
-        Worker(client).run()
+        Worker(client, worker_id).run()
     finally:
         client.close()
