@@ -5,7 +5,8 @@ per entity (a task that went through five states in one interval is sent once, i
 latest state) and flushed at most every ``interval`` seconds. A subscriber whose socket
 backs up stops receiving updates; once it drains, it gets a fresh snapshot instead of a
 stale stream, so it never shows a wrong picture. Nothing is recorded while nobody
-subscribes.
+subscribes, and an entity that came and went between two flushes (most results of
+short tasks) is never sent at all: neither its record nor its removal.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 from .protocol import FeedSnapshot, FeedUpdate
 
 KINDS = ("tasks", "actors", "objects", "nodes")
+ID_FIELDS = {"tasks": "task_id", "actors": "actor_id", "objects": "object_id", "nodes": "node_id"}
 
 LAG_HIGH = 1 << 20  # bytes queued for a subscriber before it counts as lagging
 LAG_LOW = 64 << 10  # ... and below which it gets a snapshot and resumes
@@ -43,6 +45,8 @@ class ChangeFeed:
     subscribers: dict[int, _Subscriber] = field(default_factory=dict)
     changed: dict[str, set[str]] = field(default_factory=lambda: {k: set() for k in KINDS})
     removed: dict[str, set[str]] = field(default_factory=lambda: {k: set() for k in KINDS})
+    # ids some subscriber has a record of (sent in a snapshot or an update, not removed)
+    known: dict[str, set[str]] = field(default_factory=lambda: {k: set() for k in KINDS})
 
     @property
     def active(self) -> bool:
@@ -55,12 +59,13 @@ class ChangeFeed:
 
     def gone(self, kind: str, key: str) -> None:
         if self.subscribers:
-            self.removed[kind].add(key)
             self.changed[kind].discard(key)
+            if key in self.known[kind]:
+                self.removed[kind].add(key)
 
     def subscribe(self, peer: Peer, snapshot: Callable[[], dict[str, list[Any]]]) -> None:
         self.subscribers[peer.conn_id] = _Subscriber(peer)
-        peer.send(FeedSnapshot(self.seq, snapshot()))
+        self._send_snapshot(peer, snapshot)
 
     def unsubscribe(self, conn_id: int) -> None:
         self.subscribers.pop(conn_id, None)
@@ -68,11 +73,19 @@ class ChangeFeed:
             for kind in KINDS:
                 self.changed[kind].clear()
                 self.removed[kind].clear()
+                self.known[kind].clear()
 
     def resync(self, conn_id: int, snapshot: Callable[[], dict[str, list[Any]]]) -> None:
         sub = self.subscribers.get(conn_id)
         if sub is not None:
-            sub.peer.send(FeedSnapshot(self.seq, snapshot()))
+            self._send_snapshot(sub.peer, snapshot)
+
+    def _send_snapshot(self, peer: Peer, snapshot: Callable[[], dict[str, list[Any]]]) -> None:
+        records = snapshot()
+        for kind, recs in records.items():
+            field_name = ID_FIELDS[kind]
+            self.known[kind].update(getattr(r, field_name) for r in recs)
+        peer.send(FeedSnapshot(self.seq, records))
 
     def flush(
         self,
@@ -84,18 +97,23 @@ class ChangeFeed:
         removed: dict[str, list[str]] = {}
         for kind in KINDS:
             records = []
+            known = self.known[kind]
+            gone = self.removed[kind]
             for key in self.changed[kind]:
                 record = lookup(kind, key)
                 if record is None:
-                    self.removed[kind].add(key)
+                    if key in known:
+                        gone.add(key)
                 else:
                     records.append(record)
+                    known.add(key)
             if records:
                 changed[kind] = records
-            if self.removed[kind]:
-                removed[kind] = sorted(self.removed[kind])
+            if gone:
+                known.difference_update(gone)
+                removed[kind] = sorted(gone)
             self.changed[kind].clear()
-            self.removed[kind].clear()
+            gone.clear()
         has_news = bool(changed or removed)
         if has_news:
             self.seq += 1

@@ -16,10 +16,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import protocol as p
-from .feed import KINDS
+from .feed import ID_FIELDS, KINDS
 from .transport import ClientConnection
-
-ID_FIELDS = {"tasks": "task_id", "actors": "actor_id", "objects": "object_id", "nodes": "node_id"}
 
 
 class FeedView:

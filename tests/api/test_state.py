@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from _wait import eventually as _eventually
 from jupyter_ray.runtime import context
+from jupyter_ray.runtime import protocol as p
 from jupyter_ray.runtime.telemetry import parse_nvidia_smi
 
 import jupyter_ray as ray
@@ -265,6 +266,34 @@ def test_feed_gives_snapshot_then_ordered_updates(ray_2cpu: Any) -> None:
         assert feed.wait_for(all_finished, timeout=30)
         assert feed.view.snapshots == 1 and feed.resyncs == 0
         assert feed.view.records["nodes"]
+    finally:
+        feed.close()
+
+
+def test_feed_sends_no_removal_for_what_it_never_sent(ray_2cpu: Any) -> None:
+    # The results of quick sync tasks live for well under one flush interval: the feed
+    # should neither send them nor their removal. An object it did send gets a removal.
+    sent: set[str] = set()
+    stray: list[str] = []
+
+    def on_message(msg: Any, view: state.FeedView) -> None:
+        if isinstance(msg, p.FeedSnapshot):
+            sent.update(r.object_id for r in msg.records.get("objects", []))
+        else:
+            sent.update(r.object_id for r in msg.changed.get("objects", []))
+            stray.extend(i for i in msg.removed.get("objects", []) if i not in sent)
+
+    feed = state.subscribe(on_message)
+    try:
+        assert feed.wait_for(lambda v: v.seq >= 0, timeout=30)
+        for i in range(40):
+            ray.get(inc.remote(i))
+        kept = ray.put("kept a while")
+        oid = kept.hex()
+        assert feed.wait_for(lambda v: oid in v.records["objects"], timeout=30)
+        del kept
+        assert feed.wait_for(lambda v: oid not in v.records["objects"], timeout=30)
+        assert not stray, f"{len(stray)} removals of objects the feed never sent"
     finally:
         feed.close()
 
