@@ -108,6 +108,7 @@ class CoreClient:
         self._on_cancel: Callable[[p.CancelTask], None] | None = None
         self._early_cancels: list[p.CancelTask] = []  # came before the handler was set
         self.on_log: Any = None
+        self.on_tick: Callable[[], None] | None = None  # run by the flusher thread
         self.closed = False
         self._welcome = threading.Event()
         self.welcome: p.Welcome | None = None
@@ -219,11 +220,13 @@ class CoreClient:
     def _flush_loop(self) -> None:
         while not self.closed:
             time.sleep(FLUSH_INTERVAL)
-            if self.dead_refs or self._dead_views or self.lanes.unannounced:
-                try:
+            try:
+                if self.on_tick is not None:
+                    self.on_tick()
+                if self.dead_refs or self._dead_views or self.lanes.unannounced:
                     self.send()
-                except (ConnectionError, OSError):
-                    return
+            except (ConnectionError, OSError):
+                return
 
     def _on_close(self) -> None:
         with self._lock:

@@ -175,6 +175,7 @@ class NodeManager(ActorManager, ObjectManager, StateView, ClusterMember, NodeTra
             p.CancelRequest: self.on_cancel,
             p.CancelCell: self.on_cancel_cell,
             p.TaskDone: self.on_task_done,
+            p.TaskStarted: self.on_task_started,
             p.LogLines: self.on_log_lines,
             p.Query: self.on_query,
             p.Shutdown: self.on_shutdown,
@@ -631,6 +632,12 @@ class NodeManager(ActorManager, ObjectManager, StateView, ClusterMember, NodeTra
         else:
             self._finish(rec, msg.results, msg.contained)
         self._dispatch_tasks()
+
+    def on_task_started(self, conn: ServerConnection, msg: p.TaskStarted) -> None:
+        for task_id, started in msg.started:
+            rec = self.tasks.get(task_id)
+            if rec is not None and rec.state == SCHEDULED:
+                self._mark(rec, RUNNING, started)
 
     def _free_worker(self, worker: WorkerState, exiting: bool) -> None:
         if worker.lent_cpus:

@@ -300,6 +300,13 @@ class TaskDone:
 
 
 @dataclass(slots=True)
+class TaskStarted:
+    """Worker to node: calls that have been running a while, with their start times."""
+
+    started: list[tuple[bytes, float]]
+
+
+@dataclass(slots=True)
 class LogLines:
     task_id: bytes
     name: str

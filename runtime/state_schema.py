@@ -15,7 +15,7 @@ from .protocol import pickle_as_field_tuples
 PENDING_ARGS = "PENDING_ARGS"  # waiting for ObjectRef arguments to be ready
 PENDING_RESOURCES = "PENDING_RESOURCES"  # arguments ready; waiting for resources or a worker
 SCHEDULED = "SCHEDULED"  # sent to a worker (or queued in its actor)
-RUNNING = "RUNNING"  # the worker started executing it
+RUNNING = "RUNNING"  # the worker started executing it (reported once it ran 0.1 s)
 FINISHED = "FINISHED"
 FAILED = "FAILED"
 CANCELLED = "CANCELLED"

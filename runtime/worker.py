@@ -40,6 +40,9 @@ from .serialization import deserialize, serialize, type_name
 
 CANCEL_SIGNAL = signal.SIGUSR1
 REPORT_BATCH = 64
+STARTED_AFTER = (0.1, 1.0)
+"""Ages (s) at which a running call is reported started: the node shows it RUNNING. The
+second report covers a direct call whose caller's note reached the node late."""
 
 
 class TaskOutput(io.TextIOBase):
@@ -118,6 +121,10 @@ class Worker:
         self._reports: list[p.TaskDone] = []
         self._running = 0
         self._report_lock = threading.Lock()
+        # Calls running now: task id -> [start time, reports of it sent]. Quick calls are
+        # done before anyone could look; the flusher thread reports the others.
+        self._running_since: dict[bytes, list[Any]] = {}
+        client.on_tick = self._report_started
         client.set_cancel_handler(self._on_cancel_message)
         # The values a call returned, kept until its TaskDone is sent: a ref a task made
         # and returned (``return [ray.put(x)]``) must not die, and its removal reach the
@@ -190,7 +197,12 @@ class Worker:
     def _run_and_reply(self, msg: p.ExecuteTask, lane: CallerLane | None = None) -> bool:
         """Run one call and send its result; True when the process should exit."""
         started = time.time()
-        done = self.execute(msg, lane)
+        task_id = msg.spec.task_id
+        self._running_since[task_id] = [started, 0]
+        try:
+            done = self.execute(msg, lane)
+        finally:
+            self._running_since.pop(task_id, None)
         done.started, done.ended = started, time.time()
         if self.exit_reason is not None and self.actor_options is not None:
             assert context.actor_id is not None
@@ -225,6 +237,20 @@ class Worker:
             self.client.send(*before, *batch)
         finally:
             self._returned.values = None
+
+    def _report_started(self) -> None:
+        """Flusher thread: tell the node which calls have been running a while."""
+        if not self._running_since:
+            return
+        now = time.time()
+        due: list[tuple[bytes, float]] = []
+        for task_id, entry in list(self._running_since.items()):
+            sent = entry[1]
+            if sent < len(STARTED_AFTER) and now - entry[0] >= STARTED_AFTER[sent]:
+                entry[1] = sent + 1
+                due.append((task_id, entry[0]))
+        if due:
+            self.client.send(p.TaskStarted(due))
 
     def _flush_reports(self) -> None:
         with self._report_lock:
@@ -385,6 +411,7 @@ class Worker:
         assert self.semaphore is not None
         async with self.semaphore:
             started = time.time()
+            self._running_since[spec.task_id] = [started, 0]
             ctx = _task_context(msg, lane)
             context._task.set(ctx)  # this coroutine runs in its own copy of the context
             try:
@@ -400,6 +427,7 @@ class Worker:
             except Exception as err:
                 done = self._failed(spec, err, 0)
             done.started, done.ended = started, time.time()
+            self._running_since.pop(spec.task_id, None)
         if self.exit_reason is not None:
             assert context.actor_id is not None
             self._send_done(done, lane, p.ActorExiting(context.actor_id, self.exit_reason))

@@ -76,6 +76,39 @@ def test_task_records_carry_states_times_and_placement(ray_2cpu: Any) -> None:
     assert t.returns == [ref.hex()] and t.node_id == ray.get_runtime_context().get_node_id()
 
 
+def test_running_tasks_and_actor_calls_show_running(ray_2cpu: Any, tmp_path: Any) -> None:
+    @ray.remote
+    def wait_for(path: str) -> str:
+        while not os.path.exists(path):
+            time.sleep(0.01)
+        return "done"
+
+    @ray.remote
+    class Waiter:
+        def ping(self) -> int:
+            return 1
+
+        def wait_for(self, path: str) -> str:
+            while not os.path.exists(path):
+                time.sleep(0.01)
+            return "done"
+
+    release = str(tmp_path / "release")
+    waiter = Waiter.remote()
+    ray.get([waiter.ping.remote() for _ in range(3)])  # later calls go straight to it
+    refs = [wait_for.remote(release), waiter.wait_for.remote(release)]
+    ids = [r.task_id().hex() for r in refs]
+    try:
+        _eventually(lambda: all(_task(i).state == "RUNNING" for i in ids))
+        for i in ids:
+            t = _task(i)
+            assert t.times["SCHEDULED"] <= t.times["RUNNING"] + 1e-3 <= time.time() + 1e-3
+    finally:
+        open(release, "w").close()
+    assert ray.get(refs) == ["done", "done"]
+    _eventually(lambda: all(_task(i).state == "FINISHED" for i in ids))
+
+
 def test_failed_cancelled_and_retried_tasks(ray_2cpu: Any, tmp_path: Any) -> None:
     @ray.remote
     def boom() -> None:
