@@ -153,6 +153,7 @@ class ClusterMember:
         ) -> None: ...
         def _fail(self, rec: TaskRecord, error: BaseException) -> None: ...
         def _dispatch_tasks(self) -> None: ...
+        def on_task_started(self, conn: Any, msg: p.TaskStarted) -> None: ...
         async def _allocate(self, object_id: bytes, size: int) -> p.Payload: ...
 
         assembler: Assembler
@@ -311,6 +312,8 @@ class ClusterMember:
                 return
             self.objects.arriving(msg.object_id)
             self.store_put(msg)
+        elif isinstance(msg, p.TaskStarted):
+            self.on_task_started(link, msg)  # a task forwarded there started running
         elif isinstance(msg, p.LogLines):
             fwd = self.forwarded.get(msg.task_id)
             owner = self.conns.get(fwd.rec.spec.owner) if fwd is not None else None

@@ -633,11 +633,16 @@ class NodeManager(ActorManager, ObjectManager, StateView, ClusterMember, NodeTra
             self._finish(rec, msg.results, msg.contained)
         self._dispatch_tasks()
 
-    def on_task_started(self, conn: ServerConnection, msg: p.TaskStarted) -> None:
+    def on_task_started(self, conn: Any, msg: p.TaskStarted) -> None:
+        """Calls that have run a while (from a worker, or from the node a task was
+        forwarded to): show them RUNNING here, and on the node they came from."""
         for task_id, started in msg.started:
             rec = self.tasks.get(task_id)
             if rec is not None and rec.state == SCHEDULED:
                 self._mark(rec, RUNNING, started)
+                owner = self.conns.get(rec.spec.owner)
+                if owner is not None and owner.role == "peer":
+                    owner.send(p.TaskStarted([(task_id, started)]))
 
     def _free_worker(self, worker: WorkerState, exiting: bool) -> None:
         if worker.lent_cpus:

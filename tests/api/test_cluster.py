@@ -22,6 +22,7 @@ import numpy as np
 import psutil
 import pytest
 from _cluster import Head, families, head_fixture, kill_all  # noqa: F401 - head fixture
+from _wait import eventually
 from jupyter_ray.runtime import discovery
 
 import jupyter_ray as ray
@@ -172,6 +173,33 @@ def test_tasks_go_to_the_node_with_their_resource_and_data_follows(head: Head) -
     np.testing.assert_array_equal(ray.get(big)[:3], [1.0, 1.0, 1.0])
     listed = {n.node_id: n for n in ray.state.list_nodes()}
     assert set(listed) == set(nodes) and all(n.alive for n in listed.values())
+
+
+@ray.remote(resources={"a": 1})
+def wait_on_a(path: str) -> str:
+    while not os.path.exists(path):
+        time.sleep(0.01)
+    return _node_of_task()
+
+
+def test_a_task_running_on_another_node_shows_running_here(head: Head, tmp_path: Any) -> None:
+    head.add_node("--num-cpus", "1", "--resources", '{"a": 1}')
+    ray.init(address=head.address)
+    head.wait_nodes(2)
+    release = str(tmp_path / "release")
+    ref = wait_on_a.remote(release)
+    task_id = ref.task_id().hex()
+
+    def state() -> str:
+        (task,) = ray.state.list_tasks(filters=[("task_id", "=", task_id)])
+        return str(task.state)
+
+    try:
+        eventually(lambda: state() == "RUNNING")
+    finally:
+        open(release, "w").close()
+    assert ray.get(ref) != ray.get_runtime_context().get_node_id()
+    eventually(lambda: state() == "FINISHED")
 
 
 @ray.remote
