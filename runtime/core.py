@@ -414,18 +414,16 @@ class CoreClient:
             method=method,
         )
         refs = [self._new_owned_ref(object_id_for(task_id, i)) for i in range(num_returns)]
-        lane = None
-        if actor_id is not None and not self.remote:
-            lane = self.lanes.lane(actor_id)
-            if (
-                num_returns == 1
-                and not deps
-                and not nested
-                and method != "__ray_terminate__"
-                and self._send_direct(lane, spec)
-            ):
-                return refs
-            spec.after = lane.after()
+        lanes = actor_id is not None and not self.remote
+        if (
+            lanes
+            and num_returns == 1
+            and not deps
+            and not nested
+            and method != "__ray_terminate__"
+            and self._send_direct(spec)
+        ):
+            return refs
         msgs: list[object] = []
         if fn_payload is not None and fn_id not in self._registered:
             msgs.append(p.RegisterFunction(fn_id, name, fn_payload))
@@ -436,15 +434,21 @@ class CoreClient:
             # when it is small, unasked: a get() right after a submit sends nothing more.
             for ref in refs:
                 self._requested[ref.binary()] = False
-            if lane is not None:
+            if lanes:
+                assert actor_id is not None
+                lane = self.lanes.lane(actor_id)
+                spec.after = lane.after()
                 self.lanes.routed_call(lane, refs[0] if refs else None)
         self.send(*msgs)
         del keep  # large arguments put for this task: the task now holds them
         return refs
 
-    def _send_direct(self, lane: Lane, spec: p.TaskSpec) -> bool:
+    def _send_direct(self, spec: p.TaskSpec) -> bool:
         """Send an actor call on its lane (see direct.py); False: use the node."""
         with self._lock:
+            lane = self.lanes.lanes.get(spec.actor_id or b"")
+            if lane is None:
+                return False
             worker_id, path = lane.worker_id, lane.path
             if worker_id is None or path is None or lane.routed or lane.untracked:
                 return False
@@ -515,6 +519,7 @@ class CoreClient:
             lane.open.clear()
             for oid in waiting:
                 self._requested[oid] = False
+            self.lanes.forget_if_idle(lane)
         if conn is not None:
             conn.close()
         if waiting and not self.closed:

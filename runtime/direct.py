@@ -63,7 +63,9 @@ class Lane:
     """A caller's view of one actor: its direct connection and what is still out.
 
     Guarded by the owning client's lock, except ``conn``, ``seq`` and ``seq_worker``,
-    which change only under ``send_lock`` (sends on a lane must keep their numbering).
+    which change under ``send_lock`` (sends on a lane must keep their numbering); the
+    reader thread clears ``conn`` when the lane closes, and a sender that still holds the
+    old connection gets an error and falls back to the node.
     """
 
     __slots__ = (
@@ -136,6 +138,21 @@ class LaneTable:
         lane = self.by_routed.pop(oid, None)
         if lane is not None:
             lane.routed.pop(oid, None)
+            if not lane.routed:
+                self.forget_if_idle(lane)
+
+    def forget_if_idle(self, lane: Lane) -> None:
+        """Drop a lane that has nothing to remember: no address (the actor is gone, or
+        was never local), no connection, nothing pending (caller holds lock)."""
+        if (
+            lane.worker_id is None
+            and lane.conn is None
+            and not lane.open
+            and not lane.routed
+            and not lane.untracked
+            and self.lanes.get(lane.actor_id) is lane
+        ):
+            del self.lanes[lane.actor_id]
 
 
 def connect_lane(

@@ -240,6 +240,9 @@ def test_kill_fails_calls_sent_on_the_lane(ray_2cpu: Any) -> None:
         ray.get(ref, timeout=60)
     with pytest.raises(RayActorError):
         ray.get(log.add.remote("too late"), timeout=60)
+    # the driver forgets the lane of a dead actor once nothing is pending on it
+    lanes = ray.api._require_client().lanes.lanes
+    _eventually(lambda: bytes.fromhex(log._ray_actor_id) not in lanes)
 
 
 def test_garbage_on_a_lane_closes_only_that_lane(ray_2cpu: Any) -> None:
