@@ -1,13 +1,14 @@
-"""Utilities built on the public API: ``ActorPool``, ``queue.Queue``, named-actor listing."""
+"""Utilities built on the public API: ``ActorPool``, ``queue.Queue``,
+``multiprocessing.Pool``, named-actor listing."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from . import queue
+from . import multiprocessing, queue
 from .actor_pool import ActorPool
 
-__all__ = ["ActorPool", "list_named_actors", "queue"]
+__all__ = ["ActorPool", "list_named_actors", "multiprocessing", "queue"]
 
 
 def list_named_actors(all_namespaces: bool = False) -> list[Any]:
