@@ -272,3 +272,79 @@ def test_dropped_refs_to_direct_results_free_their_objects(ray_2cpu: Any) -> Non
 
     # the actor's cookie and nothing else: every call's result is gone
     _eventually(lambda: objects() <= 1)
+
+
+@ray.remote
+class Pairs:
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+
+    def add(self, item: Any) -> int:
+        self.items.append(item)
+        return len(self.items)
+
+    @ray.method(num_returns=2)
+    def add_two(self, item: Any) -> tuple[int, int]:
+        self.items.append(item)
+        return len(self.items), -len(self.items)
+
+    def items_(self) -> list[Any]:
+        return list(self.items)
+
+
+@ray.remote
+def call_from_a_task(actors: list[Any], tag: str, n: int) -> None:
+    ray.get([a.add.remote((tag, i)) for i in range(n) for a in actors])
+
+
+def test_each_caller_keeps_its_order_when_lanes_and_the_node_mix(ray_2cpu: Any) -> None:
+    # Threads of the driver and a task's worker call the same actors at once, with a mix
+    # of calls that take the lane and calls that must go through the node (a ref
+    # argument, two return values). Whatever interleaving results, each caller's calls
+    # must appear in the order that caller made them.
+    import threading
+
+    actors = [Pairs.remote() for _ in range(2)]
+    ray.get([a.add.remote(("warm", -1)) for a in actors])
+    n = 150
+
+    def caller(tag: str) -> None:
+        refs = []
+        for i in range(n):
+            for a in actors:
+                if i % 10 == 3:
+                    refs.append(a.add.remote(ray.put((tag, i))))
+                elif i % 10 == 7:
+                    refs.extend(a.add_two.remote((tag, i)))
+                else:
+                    refs.append(a.add.remote((tag, i)))
+        ray.get(refs)
+
+    threads = [threading.Thread(target=caller, args=(f"t{k}",)) for k in range(3)]
+    task = call_from_a_task.remote(actors, "task", n)
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    ray.get(task, timeout=120)
+    for a in actors:
+        items = ray.get(a.items_.remote())
+        assert len(items) == 1 + 4 * n
+        for tag in ["t0", "t1", "t2", "task"]:
+            seq = [i for who, i in items if who == tag]
+            assert seq == list(range(n)), f"{tag}: {seq[:20]}..."
+    assert any(_direct_calls(a) > 0 for a in actors)
+
+
+def test_calls_in_flight_survive_repeated_sigkills_with_retries(ray_2cpu: Any) -> None:
+    log = _with_lane(Log.options(max_restarts=-1, max_task_retries=-1).remote())
+    refs = []
+    for round_ in range(3):
+        pid = ray.get(log.pid.remote(), timeout=60)
+        _eventually(lambda: _lane(log).worker_id is not None)
+        refs += [log.add.remote((round_, i)) for i in range(100)]
+        os.kill(pid, signal.SIGKILL)
+    # every call completes: retried on the restarted process when it was lost
+    values = ray.get(refs, timeout=120)
+    assert len(values) == 300 and all(isinstance(v, int) for v in values)
+    assert ray.get(log.add.remote("after"), timeout=60) >= 1
