@@ -108,9 +108,29 @@ def normalize_task_options(opts: dict[str, Any], where: str) -> dict[str, Any]:
             raise TypeError(
                 f"retry_exceptions must be True, False, or a list of exception classes, got {rx!r}"
             )
-    strategy = out.get("scheduling_strategy")
-    if strategy not in (None, "DEFAULT", "SPREAD"):
-        raise ValueError(
-            f"scheduling_strategy {strategy!r} is not supported; use 'DEFAULT' or 'SPREAD'"
-        )
+    if "scheduling_strategy" in out:
+        check_strategy(out["scheduling_strategy"])
     return out
+
+
+def check_strategy(strategy: Any) -> None:
+    """A ``scheduling_strategy`` the runtime knows, or ValueError saying which it knows."""
+    from .util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    if strategy in (None, "DEFAULT", "SPREAD"):
+        return
+    if isinstance(strategy, PlacementGroupSchedulingStrategy):
+        return
+    raise ValueError(
+        f"scheduling_strategy {strategy!r} is not supported; use 'DEFAULT', 'SPREAD' or a "
+        "PlacementGroupSchedulingStrategy (jupyter_ray.util.scheduling_strategies)"
+    )
+
+
+def place(demand: dict[str, float], strategy: Any) -> dict[str, float]:
+    """The demand to send: rewritten to a placement group's resources when placed in one."""
+    from .util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    if isinstance(strategy, PlacementGroupSchedulingStrategy):
+        return strategy.demand(demand)
+    return demand

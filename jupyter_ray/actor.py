@@ -19,7 +19,7 @@ import inspect
 import numbers
 from typing import Any
 
-from ._options import validate_resources
+from ._options import check_strategy, place, validate_resources
 from .remote_function import _client
 from .runtime import context
 from .runtime import protocol as p
@@ -91,6 +91,8 @@ def _validate(opts: dict[str, Any]) -> dict[str, Any]:
                 raise ValueError(f"{key} must be >= 0, got {value!r}")
     if "resources" in out:
         out["resources"] = validate_resources(out["resources"])
+    if "scheduling_strategy" in out:
+        check_strategy(out["scheduling_strategy"])
     name = out.get("name")
     if name is not None and (not isinstance(name, str) or not name):
         raise ValueError(f"name must be a non-empty string, got {name!r}")
@@ -195,6 +197,7 @@ class ActorClass:
                 demand["memory"] = float(opts["memory"])
         else:
             demand = {"CPU": 1.0}  # needed to place the actor, given back once it runs
+        demand = place(demand, opts.get("scheduling_strategy"))
         methods = dict(self._methods)
         actor_options = p.ActorOptions(
             class_name=self._name,

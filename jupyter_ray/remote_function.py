@@ -7,7 +7,7 @@ import hashlib
 import pickle
 from typing import Any, Generic, TypeVar
 
-from ._options import normalize_task_options
+from ._options import normalize_task_options, place
 from .runtime import context
 from .runtime.core import CoreClient
 from .runtime.object_ref import ObjectRef
@@ -96,6 +96,7 @@ class RemoteFunction(Generic[R]):
             demand["GPU"] = opts["num_gpus"]
         if opts["memory"]:
             demand["memory"] = opts["memory"]
+        demand = place(demand, opts.get("scheduling_strategy"))
         retry_exceptions = opts["retry_exceptions"]
         if isinstance(retry_exceptions, list | tuple):
             retry_exceptions = pickle.dumps(list(retry_exceptions)) if retry_exceptions else False

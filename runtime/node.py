@@ -36,6 +36,7 @@ from .history import TaskHistory
 from .ids import object_id_for, random_id, task_id_of
 from .object_manager import ObjectManager
 from .objects import ObjectEntry, ObjectTable
+from .placement import PG_QUERIES, PlacementGroupRecord, PlacementGroups
 from .processes import WorkerProcesses
 from .scheduler import Grant, ReadyQueue, ResourceLedger
 from .serialization import serialize
@@ -95,7 +96,9 @@ class TaskRecord:
     actor: ActorRecord | None = None
 
 
-class NodeManager(ActorManager, ObjectManager, StateView, ClusterMember, NodeTransfers):
+class NodeManager(
+    ActorManager, ObjectManager, StateView, ClusterMember, NodeTransfers, PlacementGroups
+):
     """State and handlers of one node; see the module docstring for threading."""
 
     def __init__(
@@ -149,6 +152,8 @@ class NodeManager(ActorManager, ObjectManager, StateView, ClusterMember, NodeTra
         self.telemetry = Telemetry()
         self.tasks: dict[bytes, TaskRecord] = {}
         self.direct_early: dict[bytes, p.TaskDone] = {}
+        self.groups: dict[bytes, PlacementGroupRecord] = {}
+        self.pending_groups: list[PlacementGroupRecord] = []
         self.waiting_on: dict[bytes, list[TaskRecord]] = {}
         self.pending_allocs: dict[int, dict[bytes, p.Payload]] = {}
         self.seal_waiters: dict[bytes, list[asyncio.Future[None]]] = {}
@@ -331,6 +336,8 @@ class NodeManager(ActorManager, ObjectManager, StateView, ClusterMember, NodeTra
             self._release_payload(payload)
         self.assembler.drop_source(conn.conn_id)
         self.drop_direct_early(conn.conn_id)
+        if self.groups:
+            self.groups_owner_gone(conn.conn_id)
         self._owner_gone(conn)
         worker = self.workers.pop(conn.conn_id, None)
         if worker is not None:
@@ -375,6 +382,9 @@ class NodeManager(ActorManager, ObjectManager, StateView, ClusterMember, NodeTra
         self.functions[msg.fn_id] = (msg.name, msg.payload)
 
     def on_query(self, conn: ServerConnection, msg: p.Query) -> None:
+        if msg.what in PG_QUERIES:
+            conn.send(p.QueryReply(msg.req_id, self.pg_query(conn, msg.what, msg.arg)))
+            return
         if self.query_via_head(conn, msg):
             return
         conn.send(p.QueryReply(msg.req_id, self._answer(msg.what, msg.arg)))
@@ -526,6 +536,8 @@ class NodeManager(ActorManager, ObjectManager, StateView, ClusterMember, NodeTra
         self._dispatch_tasks()
 
     def _dispatch_tasks(self) -> None:
+        if self.pending_groups:
+            self.reserve_groups(dispatch=False)  # resources may have come back
         if not self.ready:
             return
         want_workers = 0
@@ -538,6 +550,8 @@ class NodeManager(ActorManager, ObjectManager, StateView, ClusterMember, NodeTra
                     break
                 grant = self.ledger.acquire(demand)
                 assert grant is not None
+                if self.groups and not grant.gpu_ids:
+                    grant.gpu_ids = self.group_gpu_ids(demand)  # GPUs of its bundle
                 rec = self.ready.popleft(queue)
                 assert isinstance(rec, TaskRecord)
                 self._run(rec, self.idle.pop(), grant)

@@ -77,7 +77,7 @@ class ResourceLedger:
 
     def release(self, grant: Grant) -> None:
         for k, v in grant.demand.items():
-            if v > 0:
+            if v > 0 and k in self.total:  # (a removed placement group's are gone)
                 self.available[k] = self.available.get(k, 0.0) + v
         for i, share in grant.gpu_shares:
             self._gpu_free[i] += share
@@ -102,6 +102,17 @@ class ResourceLedger:
             self.available[k] = self.available.get(k, 0.0) + v
         if "GPU" in extra:
             self._gpu_free.extend([1.0] * int(extra["GPU"]))
+
+    def remove(self, extra: dict[str, float]) -> None:
+        """Take away resources ``add`` gave (a placement group's, when it is removed)."""
+        for k, v in extra.items():
+            left = self.total.get(k, 0.0) - v
+            if left <= EPS:
+                self.total.pop(k, None)
+                self.available.pop(k, None)
+            else:
+                self.total[k] = left
+                self.available[k] = self.available.get(k, 0.0) - v
 
 
 def shape_of(demand: dict[str, float]) -> tuple[tuple[str, float], ...]:

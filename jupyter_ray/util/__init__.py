@@ -1,14 +1,32 @@
 """Utilities built on the public API: ``ActorPool``, ``queue.Queue``,
-``multiprocessing.Pool``, named-actor listing."""
+``multiprocessing.Pool``, placement groups, named-actor listing."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from . import multiprocessing, queue
+from . import multiprocessing, queue, scheduling_strategies
 from .actor_pool import ActorPool
+from .placement_group import (
+    PlacementGroup,
+    get_placement_group,
+    placement_group,
+    placement_group_table,
+    remove_placement_group,
+)
 
-__all__ = ["ActorPool", "list_named_actors", "multiprocessing", "queue"]
+__all__ = [
+    "ActorPool",
+    "PlacementGroup",
+    "get_placement_group",
+    "list_named_actors",
+    "multiprocessing",
+    "placement_group",
+    "placement_group_table",
+    "queue",
+    "remove_placement_group",
+    "scheduling_strategies",
+]
 
 
 def list_named_actors(all_namespaces: bool = False) -> list[Any]:
