@@ -202,6 +202,34 @@ def test_a_task_running_on_another_node_shows_running_here(head: Head, tmp_path:
     eventually(lambda: state() == "FINISHED")
 
 
+@ray.remote(resources={"a": 1})
+def place_in_group_from_a(pg: Any) -> tuple[str, str]:
+    from jupyter_ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    strategy = PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=0)
+    return _node_of_task(), ray.get(_where.options(scheduling_strategy=strategy).remote())
+
+
+@ray.remote
+def _where() -> str:
+    return _node_of_task()
+
+
+def test_work_placed_in_a_group_from_another_node_runs_where_the_group_is(
+    head: Head,
+) -> None:
+    from jupyter_ray.util import placement_group
+
+    head.add_node("--num-cpus", "1", "--resources", '{"a": 1}')
+    ray.init(address=head.address)
+    head.wait_nodes(2)
+    pg = placement_group([{"CPU": 1}])  # reserved on this driver's node, the head
+    assert pg.wait(30)
+    here = ray.get_runtime_context().get_node_id()
+    node_a, ran_on = ray.get(place_in_group_from_a.remote(pg), timeout=60)
+    assert node_a != here and ran_on == here
+
+
 @ray.remote
 def slow_square(x: int) -> tuple[int, str]:
     time.sleep(0.3)
