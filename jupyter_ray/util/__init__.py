@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import multiprocessing, queue, scheduling_strategies
+from . import multiprocessing, queue, scheduling_strategies, state
 from .actor_pool import ActorPool
 from .placement_group import (
     PlacementGroup,
@@ -18,6 +18,7 @@ from .placement_group import (
 __all__ = [
     "ActorPool",
     "PlacementGroup",
+    "get_node_ip_address",
     "get_placement_group",
     "list_named_actors",
     "multiprocessing",
@@ -26,6 +27,7 @@ __all__ = [
     "queue",
     "remove_placement_group",
     "scheduling_strategies",
+    "state",
 ]
 
 
@@ -40,3 +42,15 @@ def list_named_actors(all_namespaces: bool = False) -> list[Any]:
     if all_namespaces:
         return list(entries)
     return [e["name"] for e in entries]
+
+
+def get_node_ip_address() -> str:
+    """The address of the node this process runs on, as in Ray (127.0.0.1 on one machine)."""
+    from ..remote_function import _client
+
+    client = _client()
+    assert client.welcome is not None
+    for node in client.query("nodes"):
+        if node["NodeID"] == client.welcome.node_id:
+            return str(node["NodeManagerAddress"])
+    return "127.0.0.1"

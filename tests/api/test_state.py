@@ -383,3 +383,19 @@ def test_cli_lists_and_summarizes_a_running_runtime(ray_2cpu: Any, tmp_path: Any
     assert "wrote 3 task events" in cli("timeline", str(trace))
     assert len(json.loads(trace.read_text())) == 3
     assert "CLASS_NAME" in cli("list", "actors")
+
+
+def test_ray_names_for_the_state_api_and_node_address(ray_2cpu: Any) -> None:
+    ray.get(inc.remote(1))
+    from jupyter_ray.util import state as util_state
+
+    assert {t.task_id for t in util_state.list_tasks()} == {t.task_id for t in state.list_tasks()}
+    assert util_state.summarize_tasks().by_state == state.summarize_tasks().by_state
+
+    @ray.remote
+    def address() -> str:
+        return ray.util.get_node_ip_address()
+
+    (node,) = ray.nodes()
+    assert ray.util.get_node_ip_address() == node["NodeManagerAddress"]
+    assert ray.get(address.remote()) == node["NodeManagerAddress"]

@@ -1,0 +1,13 @@
+"""``ray.util.state`` under its Ray name: the same functions as ``jupyter_ray.state``."""
+
+from __future__ import annotations
+
+from ..state import (
+    list_actors,
+    list_nodes,
+    list_objects,
+    list_tasks,
+    summarize_tasks,
+)
+
+__all__ = ["list_actors", "list_nodes", "list_objects", "list_tasks", "summarize_tasks"]
