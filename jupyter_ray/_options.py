@@ -7,6 +7,7 @@ says what is allowed, so nothing invalid ever reaches the runtime.
 from __future__ import annotations
 
 import numbers
+import os
 import warnings
 from typing import Any
 
@@ -60,6 +61,60 @@ def validate_resources(resources: Any) -> dict[str, float]:
     return out
 
 
+RUNTIME_ENV_FIELDS = ("env_vars", "working_dir")
+
+
+def validate_runtime_env(env: Any) -> dict[str, Any] | None:
+    """Check a ``runtime_env``: ``env_vars`` and a local ``working_dir`` are supported."""
+    if env is None:
+        return None
+    if not isinstance(env, dict):
+        raise TypeError(f"runtime_env must be a dict, got {type(env).__name__}")
+    unknown = sorted(set(env) - set(RUNTIME_ENV_FIELDS))
+    if unknown:
+        raise ValueError(
+            f"runtime_env field(s) {', '.join(unknown)} are not supported: workers run in "
+            "the Python environment the runtime was started from, so install packages "
+            "there. Supported fields: env_vars, working_dir."
+        )
+    out: dict[str, Any] = {}
+    env_vars = env.get("env_vars")
+    if env_vars is not None:
+        if not isinstance(env_vars, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items()
+        ):
+            raise TypeError(
+                f"runtime_env['env_vars'] must map strings to strings, got {env_vars!r}"
+            )
+        out["env_vars"] = dict(env_vars)
+    working_dir = env.get("working_dir")
+    if working_dir is not None:
+        if not isinstance(working_dir, str) or "://" in working_dir:
+            raise ValueError(
+                "runtime_env['working_dir'] must be a local directory path (remote URIs are "
+                f"not supported), got {working_dir!r}"
+            )
+        if not os.path.isdir(working_dir):
+            raise ValueError(f"runtime_env['working_dir'] {working_dir!r} is not a directory")
+        out["working_dir"] = os.path.abspath(working_dir)
+    return out
+
+
+def merge_runtime_env(
+    parent: dict[str, Any] | None, child: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """A task's runtime env: its own fields over its parent's (or the job's); the
+    ``env_vars`` of both are merged, the child's winning."""
+    if not child:
+        return parent
+    if not parent:
+        return child
+    out = {**parent, **child}
+    if "env_vars" in parent and "env_vars" in child:
+        out["env_vars"] = {**parent["env_vars"], **child["env_vars"]}
+    return out
+
+
 def normalize_task_options(opts: dict[str, Any], where: str) -> dict[str, Any]:
     """Validate task options; maps deprecated names and warns about them."""
     out = dict(opts)
@@ -110,6 +165,8 @@ def normalize_task_options(opts: dict[str, Any], where: str) -> dict[str, Any]:
             )
     if "scheduling_strategy" in out:
         check_strategy(out["scheduling_strategy"])
+    if "runtime_env" in out:
+        out["runtime_env"] = validate_runtime_env(out["runtime_env"])
     return out
 
 

@@ -19,7 +19,13 @@ import inspect
 import numbers
 from typing import Any
 
-from ._options import check_strategy, place, validate_resources
+from ._options import (
+    check_strategy,
+    merge_runtime_env,
+    place,
+    validate_resources,
+    validate_runtime_env,
+)
 from .remote_function import _client
 from .runtime import context
 from .runtime import protocol as p
@@ -93,6 +99,8 @@ def _validate(opts: dict[str, Any]) -> dict[str, Any]:
         out["resources"] = validate_resources(out["resources"])
     if "scheduling_strategy" in out:
         check_strategy(out["scheduling_strategy"])
+    if "runtime_env" in out:
+        out["runtime_env"] = validate_runtime_env(out["runtime_env"])
     name = out.get("name")
     if name is not None and (not isinstance(name, str) or not name):
         raise ValueError(f"name must be a non-empty string, got {name!r}")
@@ -212,8 +220,9 @@ class ActorClass:
             is_async=self._async,
             hold_resources=held,
         )
+        env = merge_runtime_env(context.current_runtime_env(), opts.get("runtime_env"))
         info, cookie = client.create_actor(
-            cls_id, payload, self._name, args, kwargs, demand, actor_options
+            cls_id, payload, self._name, args, kwargs, demand, actor_options, env
         )
         return ActorHandle(info.actor_id, cookie, info.options.class_name, methods)
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
-from ._options import validate_resources
+from ._options import validate_resources, validate_runtime_env
 from .remote_function import RemoteFunction
 from .runtime import context
 from .runtime.core import CoreClient
@@ -126,8 +126,10 @@ def init(
     ``address=None`` when the ``JUPYTER_RAY_ADDRESS`` environment variable is set.
     ``_system_config={"task_history": N}`` sets how many finished tasks the state API
     remembers (default 10,000); ``{"record_tasks": False}`` turns task records off.
-    ``include_dashboard``, ``namespace``, ``runtime_env``, ``logging_level`` and
-    ``configure_logging`` are accepted for compatibility with Ray.
+    ``runtime_env={"env_vars": {...}, "working_dir": path}`` applies to every task and
+    actor of this driver (a task's own ``runtime_env`` option is merged over it).
+    ``include_dashboard``, ``namespace``, ``logging_level`` and ``configure_logging`` are
+    accepted for compatibility with Ray.
     """
     global _node
     if "redis_address" in kwargs:
@@ -146,6 +148,7 @@ def init(
             f"init() got unexpected keyword argument(s) {names}. See help(jupyter_ray.init) "
             "for the supported arguments."
         )
+    job_env = validate_runtime_env(runtime_env)
     with _lock:
         if context.get_client() is not None:
             if ignore_reinit_error:
@@ -156,6 +159,7 @@ def init(
             )
         if address is None:
             address = os.environ.get("JUPYTER_RAY_ADDRESS") or None
+        context.job_runtime_env = job_env
         if address not in (None, "local"):
             return _attach(address, log_to_driver, _token)
         totals, store = node_resources(num_cpus, num_gpus, resources, object_store_memory)
@@ -272,6 +276,7 @@ def shutdown() -> None:
         client = context.get_client()
         context.set_client(None)
         context.driver_job_id = None
+        context.job_runtime_env = None
         if client is not None:
             client.close()
         node, _node = _node, None

@@ -7,7 +7,7 @@ import hashlib
 import pickle
 from typing import Any, Generic, TypeVar
 
-from ._options import normalize_task_options, place
+from ._options import merge_runtime_env, normalize_task_options, place
 from .runtime import context
 from .runtime.core import CoreClient
 from .runtime.object_ref import ObjectRef
@@ -25,6 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "retry_exceptions": False,
     "max_calls": 0,
     "name": None,
+    "runtime_env": None,
 }
 
 INFINITE_RETRIES = 1 << 30
@@ -115,6 +116,7 @@ class RemoteFunction(Generic[R]):
             max_retries,
             retry_exceptions,
             opts["max_calls"],
+            runtime_env=merge_runtime_env(context.current_runtime_env(), opts["runtime_env"]),
         )
         if num_returns == 1:
             return refs[0]

@@ -35,6 +35,7 @@ class TaskContext:
     cancel_requested: bool = False
     job_id: str | None = None
     lane: Any = None  # direct.CallerLane of a direct actor call: output goes there
+    runtime_env: dict[str, Any] | None = None  # inherited by the tasks this one submits
 
 
 def get_client() -> CoreClient | None:
@@ -75,6 +76,18 @@ def current_cell_id() -> str | None:
 
 driver_job_id: str | None = None
 """Set in a driver when it connects: the id of its job (one per driver connection)."""
+
+
+job_runtime_env: dict[str, Any] | None = None
+"""Set by a driver's ``init(runtime_env=...)``: the base of its tasks' runtime envs."""
+
+
+def current_runtime_env() -> dict[str, Any] | None:
+    """What a new task inherits: its parent task's runtime env, else the job's."""
+    ctx = current_task()
+    if ctx is not None:
+        return ctx.runtime_env
+    return job_runtime_env
 
 
 def current_job_id() -> str | None:

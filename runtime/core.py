@@ -387,6 +387,7 @@ class CoreClient:
         max_calls: int,
         actor_id: bytes | None = None,
         method: str = "",
+        runtime_env: dict[str, Any] | None = None,
     ) -> list[ObjectRef]:
         """Submit a task (or an actor method call); returns refs to its results."""
         blob, deps, nested, keep = self._serialize_args(args, kwargs)
@@ -412,6 +413,7 @@ class CoreClient:
             kind=p.TASK if actor_id is None else p.ACTOR_METHOD,
             actor_id=actor_id,
             method=method,
+            runtime_env=runtime_env,
         )
         refs = [self._new_owned_ref(object_id_for(task_id, i)) for i in range(num_returns)]
         lanes = actor_id is not None and not self.remote
@@ -535,6 +537,7 @@ class CoreClient:
         kwargs: dict[str, Any],
         resources: dict[str, float],
         options: p.ActorOptions,
+        runtime_env: dict[str, Any] | None = None,
     ) -> tuple[p.ActorInfo, ObjectRef]:
         """Create an actor; returns its info and a counted ref to its cookie (the handle)."""
         blob, deps, nested, keep = self._serialize_args(args, kwargs)
@@ -559,6 +562,7 @@ class CoreClient:
             job_id=context.current_job_id(),
             kind=p.ACTOR_CREATION,
             actor_id=task_id,
+            runtime_env=runtime_env,
         )
         if cls_id not in self._registered:
             self.send(p.RegisterFunction(cls_id, name, cls_payload))

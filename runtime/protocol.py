@@ -125,6 +125,8 @@ class TaskSpec:
     # An actor call sent through the node while the caller's direct calls to the same
     # actor are still out: run it only after (worker id, direct call number) arrived.
     after: tuple[str, int] | None = None
+    # {"env_vars": {...}, "working_dir": path}: set for the task (for an actor's life)
+    runtime_env: dict[str, Any] | None = None
 
 
 TASK = 0

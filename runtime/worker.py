@@ -114,6 +114,7 @@ class Worker:
         # direct call seen, and calls from the node held until a direct call arrives.
         self.lanes: DirectServer | None = None
         self.actor_gpu_ids: list[int] = []
+        self.actor_runtime_env: dict[str, Any] | None = None
         self._seen: dict[int, int] = {}
         self._held: dict[int, list[p.ExecuteTask]] = {}
         # Reports to the node of direct calls whose caller has the value: sent in one
@@ -323,10 +324,24 @@ class Worker:
 
     def execute(self, msg: p.ExecuteTask, lane: CallerLane | None = None) -> p.TaskDone:
         spec = msg.spec
+        if spec.runtime_env and spec.kind != p.ACTOR_METHOD:
+            # before the function and its arguments are unpickled: they may need it
+            undo = _enter_runtime_env(spec.runtime_env)
+            if spec.kind == p.ACTOR_CREATION:
+                self.actor_runtime_env = spec.runtime_env  # for the process's life
+            else:
+                try:
+                    return self._execute(msg, lane)
+                finally:
+                    undo()
+        return self._execute(msg, lane)
+
+    def _execute(self, msg: p.ExecuteTask, lane: CallerLane | None) -> p.TaskDone:
+        spec = msg.spec
         fn = self._resolve(msg)
         if isinstance(fn, p.TaskDone):
             return fn
-        ctx = _task_context(msg, lane)
+        ctx = _task_context(msg, lane, self.actor_runtime_env)
         main = threading.get_ident() == self.main_ident
         # os.environ lookups cost microseconds; a task without GPUs needs none
         old_cuda = os.environ.get("CUDA_VISIBLE_DEVICES") if msg.gpu_ids else None
@@ -412,7 +427,7 @@ class Worker:
         async with self.semaphore:
             started = time.time()
             self._running_since[spec.task_id] = [started, 0]
-            ctx = _task_context(msg, lane)
+            ctx = _task_context(msg, lane, self.actor_runtime_env)
             context._task.set(ctx)  # this coroutine runs in its own copy of the context
             try:
                 fn = getattr(self.actor, spec.method)
@@ -509,8 +524,10 @@ class Worker:
         return done
 
 
-def _task_context(msg: p.ExecuteTask, lane: CallerLane | None = None) -> context.TaskContext:
-    """What code running this call sees as its task (ids, GPUs, cell, job)."""
+def _task_context(
+    msg: p.ExecuteTask, lane: CallerLane | None = None, actor_env: dict[str, Any] | None = None
+) -> context.TaskContext:
+    """What code running this call sees as its task (ids, GPUs, cell, job, runtime env)."""
     spec = msg.spec
     return context.TaskContext(
         spec.task_id,
@@ -520,7 +537,32 @@ def _task_context(msg: p.ExecuteTask, lane: CallerLane | None = None) -> context
         spec.cell_execution_count,
         job_id=spec.job_id,
         lane=lane,
+        runtime_env=spec.runtime_env if spec.kind != p.ACTOR_METHOD else actor_env,
     )
+
+
+def _enter_runtime_env(env: dict[str, Any]) -> Any:
+    """Apply a runtime env in this process; returns a function that undoes it."""
+    saved = {k: os.environ.get(k) for k in env.get("env_vars", {})}
+    os.environ.update(env.get("env_vars", {}))
+    working_dir = env.get("working_dir")
+    old_cwd = os.getcwd()
+    if working_dir:
+        os.chdir(working_dir)
+        sys.path.insert(0, working_dir)
+
+    def undo() -> None:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        if working_dir:
+            os.chdir(old_cwd)
+            if working_dir in sys.path:
+                sys.path.remove(working_dir)
+
+    return undo
 
 
 def _terminate() -> None:
