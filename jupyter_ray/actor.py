@@ -57,18 +57,28 @@ ACTOR_OPTIONS = frozenset(
 )
 
 
-def method(*, num_returns: int = 1, **unsupported: Any) -> Any:
-    """Decorate an actor method with call options: ``@jupyter_ray.method(num_returns=2)``."""
+def method(
+    *, num_returns: int = 1, concurrency_group: str | None = None, **unsupported: Any
+) -> Any:
+    """Decorate an actor method with call options: ``@jupyter_ray.method(num_returns=2)``,
+    ``@jupyter_ray.method(concurrency_group="io")`` (a group named in the actor's
+    ``concurrency_groups`` option)."""
     if unsupported:
         raise ValueError(
             f"Invalid option(s) {', '.join(sorted(unsupported))} for @method; "
-            "only num_returns is supported."
+            "the supported ones are num_returns and concurrency_group."
         )
     if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns < 0:
         raise ValueError(f"num_returns must be an int >= 0, got {num_returns!r}")
+    if concurrency_group is not None and (
+        not isinstance(concurrency_group, str) or not concurrency_group
+    ):
+        raise ValueError(f"concurrency_group must be a non-empty string, got {concurrency_group!r}")
 
     def decorate(fn: Any) -> Any:
         fn.__ray_num_returns__ = num_returns
+        if concurrency_group is not None:
+            fn.__ray_concurrency_group__ = concurrency_group
         return fn
 
     return decorate
@@ -119,6 +129,12 @@ def _validate(opts: dict[str, Any]) -> dict[str, Any]:
         _int_at_least("max_task_retries", out["max_task_retries"], -1)
     if "max_concurrency" in out:
         _int_at_least("max_concurrency", out["max_concurrency"], 1)
+    groups = out.get("concurrency_groups")
+    if groups is not None and not _group_sizes(groups):
+        raise ValueError(
+            "concurrency_groups must map group names to how many calls of the group may "
+            f"run at once (ints >= 1), such as {{'io': 4}}; got {groups!r}"
+        )
     if out.get("get_if_exists") and not name:
         raise ValueError("get_if_exists=True needs a name=... to look the actor up by")
     return out
@@ -133,6 +149,23 @@ def _method_table(cls: type) -> dict[str, int]:
             methods[name] = int(getattr(member, "__ray_num_returns__", 1))
     methods["__ray_terminate__"] = 1
     return methods
+
+
+def _group_sizes(groups: Any) -> bool:
+    """Whether ``groups`` maps non-empty names to ints >= 1."""
+    return isinstance(groups, dict) and all(
+        isinstance(k, str) and k and isinstance(v, int) and not isinstance(v, bool) and v >= 1
+        for k, v in groups.items()
+    )
+
+
+def _method_groups(cls: type) -> dict[str, str]:
+    """The methods that ``@method(concurrency_group=...)`` put in a group."""
+    return {
+        name: member.__ray_concurrency_group__
+        for name, member in inspect.getmembers(cls)
+        if hasattr(member, "__ray_concurrency_group__")
+    }
 
 
 def _is_async(cls: type) -> bool:
@@ -207,6 +240,15 @@ class ActorClass:
             demand = {"CPU": 1.0}  # needed to place the actor, given back once it runs
         demand = place(demand, opts.get("scheduling_strategy"))
         methods = dict(self._methods)
+        groups = dict(opts.get("concurrency_groups") or {})
+        method_groups = _method_groups(self._cls)
+        for method_name, group in method_groups.items():
+            if group not in groups:
+                raise ValueError(
+                    f"{self._name}.{method_name} is in concurrency group {group!r}, which "
+                    f"this actor does not define; pass concurrency_groups={{{group!r}: N}} "
+                    "to .options() or @remote"
+                )
         actor_options = p.ActorOptions(
             class_name=self._name,
             methods=serialize(methods).to_bytes(),
@@ -219,6 +261,8 @@ class ActorClass:
             max_concurrency=int(opts.get("max_concurrency", 1000 if self._async else 1)),
             is_async=self._async,
             hold_resources=held,
+            concurrency_groups=groups,
+            method_groups=method_groups,
         )
         env = merge_runtime_env(context.current_runtime_env(), opts.get("runtime_env"))
         info, cookie = client.create_actor(
@@ -300,18 +344,23 @@ class ActorMethod:
         return self._submit(self._num_returns, None, args, kwargs)
 
     def options(self, **options: Any) -> _BoundMethodOptions:
-        unknown = set(options) - {"num_returns", "name"}
+        unknown = set(options) - {"num_returns", "name", "concurrency_group"}
         if unknown:
             raise ValueError(
                 f"Invalid option(s) {', '.join(sorted(unknown))} for actor methods; "
-                "valid ones are: name, num_returns."
+                "valid ones are: concurrency_group, name, num_returns."
             )
         n = options.get("num_returns", self._num_returns)
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"num_returns must be an int >= 0, got {n!r}")
-        return _BoundMethodOptions(self, n, options.get("name"))
+        group = options.get("concurrency_group")
+        if group is not None and (not isinstance(group, str) or not group):
+            raise ValueError(f"concurrency_group must be a non-empty string, got {group!r}")
+        return _BoundMethodOptions(self, n, options.get("name"), group)
 
-    def _submit(self, num_returns: int, name: str | None, args: Any, kwargs: Any) -> Any:
+    def _submit(
+        self, num_returns: int, name: str | None, args: Any, kwargs: Any, group: str | None = None
+    ) -> Any:
         client = _client()
         handle = self._handle
         refs = client.submit(
@@ -327,6 +376,7 @@ class ActorMethod:
             0,
             actor_id=handle._actor_id,
             method=self._name,
+            concurrency_group=group,
         )
         if num_returns == 1:
             return refs[0]
@@ -336,13 +386,16 @@ class ActorMethod:
 
 
 class _BoundMethodOptions:
-    def __init__(self, method: ActorMethod, num_returns: int, name: str | None) -> None:
+    def __init__(
+        self, method: ActorMethod, num_returns: int, name: str | None, group: str | None
+    ) -> None:
         self._method = method
         self._num_returns = num_returns
         self._name = name
+        self._group = group
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
-        return self._method._submit(self._num_returns, self._name, args, kwargs)
+        return self._method._submit(self._num_returns, self._name, args, kwargs, self._group)
 
 
 def get_actor(name: str, namespace: str | None = None) -> ActorHandle:

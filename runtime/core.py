@@ -388,6 +388,7 @@ class CoreClient:
         actor_id: bytes | None = None,
         method: str = "",
         runtime_env: dict[str, Any] | None = None,
+        concurrency_group: str | None = None,
     ) -> list[ObjectRef]:
         """Submit a task (or an actor method call); returns refs to its results."""
         blob, deps, nested, keep = self._serialize_args(args, kwargs)
@@ -414,6 +415,7 @@ class CoreClient:
             actor_id=actor_id,
             method=method,
             runtime_env=runtime_env,
+            concurrency_group=concurrency_group,
         )
         refs = [self._new_owned_ref(object_id_for(task_id, i)) for i in range(num_returns)]
         lanes = actor_id is not None and not self.remote

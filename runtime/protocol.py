@@ -127,6 +127,7 @@ class TaskSpec:
     after: tuple[str, int] | None = None
     # {"env_vars": {...}, "working_dir": path}: set for the task (for an actor's life)
     runtime_env: dict[str, Any] | None = None
+    concurrency_group: str | None = None  # an actor call's, when given per call
 
 
 TASK = 0
@@ -149,6 +150,9 @@ class ActorOptions:
     max_concurrency: int = 1
     is_async: bool = False
     hold_resources: bool = False  # num_cpus/num_gpus/resources given: held while alive
+    # named groups of calls, each with its own concurrency, and the methods in each
+    concurrency_groups: dict[str, int] = field(default_factory=dict)
+    method_groups: dict[str, str] = field(default_factory=dict)
 
 
 # --- client -> node manager ------------------------------------------------------

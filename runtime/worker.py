@@ -109,6 +109,10 @@ class Worker:
         self.pool: concurrent.futures.ThreadPoolExecutor | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.semaphore: asyncio.Semaphore | None = None
+        # concurrency groups: a pool of threads (or a semaphore, async) for each
+        self.method_groups: dict[str, str] = {}
+        self.group_pools: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
+        self.group_semaphores: dict[str, asyncio.Semaphore] = {}
         self.exit_reason: str | None = None
         # Direct calls (direct.py): callers' lanes, the number of each caller's last
         # direct call seen, and calls from the node held until a direct call arrives.
@@ -173,12 +177,33 @@ class Worker:
         """Run a call here or hand it to the actor's threads; True: the process ends."""
         with self._report_lock:
             self._running += 1
+        spec = msg.spec
+        group = spec.concurrency_group or (
+            self.method_groups.get(spec.method) if self.method_groups else None
+        )
+        if group is not None and spec.kind == p.ACTOR_METHOD:
+            return self._start_in_group(msg, lane, group)
         if msg.spec.kind == p.ACTOR_METHOD and self.pool is not None:
             self.pool.submit(self._run_and_reply, msg, lane)
         elif msg.spec.kind == p.ACTOR_METHOD and self.loop is not None:
             asyncio.run_coroutine_threadsafe(self._run_async(msg, lane), self.loop)
         else:
             return self._run_and_reply(msg, lane)
+        return False
+
+    def _start_in_group(self, msg: p.ExecuteTask, lane: CallerLane | None, group: str) -> bool:
+        if self.loop is not None and group in self.group_semaphores:
+            sem = self.group_semaphores[group]
+            asyncio.run_coroutine_threadsafe(self._run_async(msg, lane, sem), self.loop)
+        elif group in self.group_pools:
+            self.group_pools[group].submit(self._run_and_reply, msg, lane)
+        else:
+            known = ", ".join(sorted(self.group_pools or self.group_semaphores)) or "none"
+            error = ValueError(
+                f"concurrency group {group!r} is not defined for this actor (defined: "
+                f"{known}); create the actor with concurrency_groups={{{group!r}: N}}"
+            )
+            self._send_done(self._failed(msg.spec, error, 0), lane)
         return False
 
     def _release_held(self, caller: int, seq: int | None) -> bool:
@@ -264,6 +289,8 @@ class Worker:
             self.lanes.close()
         if self.pool is not None:
             self.pool.shutdown(wait=True)
+        for pool in self.group_pools.values():
+            pool.shutdown(wait=True)
         if self.loop is not None:
             self.loop.call_soon_threadsafe(self.loop.stop)
 
@@ -410,21 +437,36 @@ class Worker:
                 self.lanes = DirectServer(path, self.client.tasks.put)
             except OSError as err:  # calls still come through the node
                 print(f"jupyter_ray: no direct calls to this actor: {err}", file=sys.__stderr__)
+        self.method_groups = dict(opts.method_groups)
         if opts.is_async:
             self.loop = asyncio.new_event_loop()
             threading.Thread(target=self.loop.run_forever, name="actor-loop", daemon=True).start()
             self.semaphore = asyncio.Semaphore(opts.max_concurrency)
-        elif opts.max_concurrency > 1:
-            self.pool = concurrent.futures.ThreadPoolExecutor(
-                opts.max_concurrency, thread_name_prefix="actor"
-            )
+            for name, size in opts.concurrency_groups.items():
+                self.group_semaphores[name] = asyncio.Semaphore(size)
+        else:
+            if opts.max_concurrency > 1:
+                self.pool = concurrent.futures.ThreadPoolExecutor(
+                    opts.max_concurrency, thread_name_prefix="actor"
+                )
+            for name, size in opts.concurrency_groups.items():
+                self.group_pools[name] = concurrent.futures.ThreadPoolExecutor(
+                    size, thread_name_prefix=f"actor-{name}"
+                )
         return self._results(spec, None)
 
-    async def _run_async(self, msg: p.ExecuteTask, lane: CallerLane | None = None) -> None:
-        """Event-loop thread of an async actor: run one call under the concurrency limit."""
+    async def _run_async(
+        self,
+        msg: p.ExecuteTask,
+        lane: CallerLane | None = None,
+        semaphore: asyncio.Semaphore | None = None,
+    ) -> None:
+        """Event-loop thread of an async actor: run one call under the concurrency limit
+        (its concurrency group's, or the actor's)."""
         spec = msg.spec
-        assert self.semaphore is not None
-        async with self.semaphore:
+        sem = semaphore or self.semaphore
+        assert sem is not None
+        async with sem:
             started = time.time()
             self._running_since[spec.task_id] = [started, 0]
             ctx = _task_context(msg, lane, self.actor_runtime_env)
