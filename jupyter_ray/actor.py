@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import numbers
+from collections import deque
 from typing import Any
 
 from ._options import (
@@ -29,6 +30,7 @@ from ._options import (
 from .remote_function import _client
 from .runtime import context
 from .runtime import protocol as p
+from .runtime.exceptions import PendingCallsLimitExceeded
 from .runtime.object_ref import ObjectRef
 from .runtime.serialization import dumps_function, serialize
 from .runtime.worker import exit_actor
@@ -135,6 +137,12 @@ def _validate(opts: dict[str, Any]) -> dict[str, Any]:
             "concurrency_groups must map group names to how many calls of the group may "
             f"run at once (ints >= 1), such as {{'io': 4}}; got {groups!r}"
         )
+    if "max_pending_calls" in out:
+        limit = out["max_pending_calls"]
+        if isinstance(limit, bool) or not isinstance(limit, int) or not (limit == -1 or limit > 0):
+            raise ValueError(
+                f"max_pending_calls must be -1 (no limit) or a positive int, got {limit!r}"
+            )
     if out.get("get_if_exists") and not name:
         raise ValueError("get_if_exists=True needs a name=... to look the actor up by")
     return out
@@ -268,7 +276,9 @@ class ActorClass:
         info, cookie = client.create_actor(
             cls_id, payload, self._name, args, kwargs, demand, actor_options, env
         )
-        return ActorHandle(info.actor_id, cookie, info.options.class_name, methods)
+        handle = ActorHandle(info.actor_id, cookie, info.options.class_name, methods)
+        handle._max_pending = int(opts.get("max_pending_calls", -1))
+        return handle
 
     def __repr__(self) -> str:
         return f"<jupyter_ray actor class {self._name}>"
@@ -297,6 +307,27 @@ class ActorHandle:
         self._cookie = cookie
         self._class_name = class_name
         self._methods = methods
+        # max_pending_calls of the handle made by Cls.remote(): -1, or the limit and the
+        # first result of each call that may still be pending
+        self._max_pending = -1
+        self._pending: deque[ObjectRef] = deque()
+
+    def _check_pending(self) -> None:
+        """Raise PendingCallsLimitExceeded when the handle's limit is reached."""
+        if len(self._pending) < self._max_pending:
+            return
+        from .api import wait
+
+        _, pending = wait(
+            list(self._pending), num_returns=len(self._pending), timeout=0, fetch_local=False
+        )
+        self._pending = deque(pending)
+        if len(self._pending) >= self._max_pending:
+            raise PendingCallsLimitExceeded(
+                f"the handle to {self._class_name} has {len(self._pending)} calls pending, its "
+                f"max_pending_calls; wait for some results (ray.get/ray.wait) before calling "
+                "again, or raise the limit"
+            )
 
     def __getattr__(self, name: str) -> ActorMethod:
         methods = self.__dict__.get("_methods")
@@ -363,6 +394,8 @@ class ActorMethod:
     ) -> Any:
         client = _client()
         handle = self._handle
+        if handle._max_pending > 0:
+            handle._check_pending()
         refs = client.submit(
             b"",
             None,
@@ -378,6 +411,8 @@ class ActorMethod:
             method=self._name,
             concurrency_group=group,
         )
+        if handle._max_pending > 0 and refs:
+            handle._pending.append(refs[0])
         if num_returns == 1:
             return refs[0]
         if num_returns == 0:

@@ -91,6 +91,10 @@ class ActorUnavailableError(RayActorError):
     """The actor cannot take calls right now (for example while it restarts)."""
 
 
+class PendingCallsLimitExceeded(RayError):
+    """An actor handle made with ``max_pending_calls=N`` already has N calls pending."""
+
+
 class RayTaskError(RayError):
     """A task or actor method raised; carries the remote traceback and the original error.
 

@@ -389,3 +389,24 @@ def test_queue_between_driver_and_tasks(ray_2cpu: Any) -> None:
     with pytest.raises(stdlib_queue.Empty):
         q.get_nowait()
     q.shutdown()
+
+
+def test_max_pending_calls_limits_a_handle(ray_2cpu: Any, tmp_path: Any) -> None:
+    from jupyter_ray.exceptions import PendingCallsLimitExceeded
+
+    @ray.remote
+    class Gate:
+        def wait_for(self, path: str) -> None:
+            while not os.path.exists(path):
+                time.sleep(0.01)
+
+    release = str(tmp_path / "open")
+    gate = Gate.options(max_pending_calls=2).remote()
+    first = [gate.wait_for.remote(release) for _ in range(2)]
+    with pytest.raises(PendingCallsLimitExceeded, match="max_pending_calls"):
+        gate.wait_for.remote(release)
+    open(release, "w").close()
+    ray.get(first, timeout=30)
+    ray.get(gate.wait_for.remote(release), timeout=30)  # room again
+    with pytest.raises(ValueError, match="max_pending_calls"):
+        Gate.options(max_pending_calls=0)
