@@ -167,6 +167,8 @@ def normalize_task_options(opts: dict[str, Any], where: str) -> dict[str, Any]:
         check_strategy(out["scheduling_strategy"])
     if "runtime_env" in out:
         out["runtime_env"] = validate_runtime_env(out["runtime_env"])
+    if "accelerator_type" in out:
+        with_accelerator({}, out["accelerator_type"])
     return out
 
 
@@ -182,6 +184,20 @@ def check_strategy(strategy: Any) -> None:
         f"scheduling_strategy {strategy!r} is not supported; use 'DEFAULT', 'SPREAD' or a "
         "PlacementGroupSchedulingStrategy (jupyter_ray.util.scheduling_strategies)"
     )
+
+
+ACCELERATOR_PREFIX = "accelerator_type:"
+
+
+def with_accelerator(demand: dict[str, float], accelerator: Any) -> dict[str, float]:
+    """``accelerator_type="H100"``: run only on a node whose GPUs are that model."""
+    if accelerator is None:
+        return demand
+    if not isinstance(accelerator, str) or not accelerator:
+        raise ValueError(
+            f"accelerator_type must be a GPU model name such as 'H100', got {accelerator!r}"
+        )
+    return {**demand, ACCELERATOR_PREFIX + accelerator: 0.001}
 
 
 def place(demand: dict[str, float], strategy: Any) -> dict[str, float]:

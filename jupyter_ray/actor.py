@@ -26,6 +26,7 @@ from ._options import (
     place,
     validate_resources,
     validate_runtime_env,
+    with_accelerator,
 )
 from .remote_function import _client
 from .runtime import context
@@ -113,6 +114,8 @@ def _validate(opts: dict[str, Any]) -> dict[str, Any]:
         check_strategy(out["scheduling_strategy"])
     if "runtime_env" in out:
         out["runtime_env"] = validate_runtime_env(out["runtime_env"])
+    if "accelerator_type" in out:
+        with_accelerator({}, out["accelerator_type"])
     name = out.get("name")
     if name is not None and (not isinstance(name, str) or not name):
         raise ValueError(f"name must be a non-empty string, got {name!r}")
@@ -247,6 +250,7 @@ class ActorClass:
         else:
             demand = {"CPU": 1.0}  # needed to place the actor, given back once it runs
         demand = place(demand, opts.get("scheduling_strategy"))
+        demand = with_accelerator(demand, opts.get("accelerator_type"))
         methods = dict(self._methods)
         groups = dict(opts.get("concurrency_groups") or {})
         method_groups = _method_groups(self._cls)

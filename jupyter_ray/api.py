@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
-from ._options import validate_resources, validate_runtime_env
+from ._options import ACCELERATOR_PREFIX, validate_resources, validate_runtime_env
 from .remote_function import RemoteFunction
 from .runtime import context
 from .runtime.core import CoreClient
@@ -95,6 +95,12 @@ def node_resources(
         "node:127.0.0.1": 1.0,
         **custom,
     }
+    if gpus and not any(k.startswith(ACCELERATOR_PREFIX) for k in custom):
+        from .runtime.telemetry import detect_accelerator_type
+
+        model = detect_accelerator_type()  # as Ray: tasks may ask for a GPU model
+        if model:
+            totals[ACCELERATOR_PREFIX + model] = 1.0
     return totals, store
 
 

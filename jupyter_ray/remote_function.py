@@ -7,7 +7,7 @@ import hashlib
 import pickle
 from typing import Any, Generic, TypeVar
 
-from ._options import merge_runtime_env, normalize_task_options, place
+from ._options import merge_runtime_env, normalize_task_options, place, with_accelerator
 from .runtime import context
 from .runtime.core import CoreClient
 from .runtime.object_ref import ObjectRef
@@ -98,6 +98,7 @@ class RemoteFunction(Generic[R]):
         if opts["memory"]:
             demand["memory"] = opts["memory"]
         demand = place(demand, opts.get("scheduling_strategy"))
+        demand = with_accelerator(demand, opts.get("accelerator_type"))
         retry_exceptions = opts["retry_exceptions"]
         if isinstance(retry_exceptions, list | tuple):
             retry_exceptions = pickle.dumps(list(retry_exceptions)) if retry_exceptions else False

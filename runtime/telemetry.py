@@ -95,6 +95,21 @@ def _read_nvidia_smi() -> list[GpuState] | None:
     return parse_nvidia_smi(out)
 
 
+def accelerator_type(gpu_name: str) -> str | None:
+    """The short model name Ray uses for ``accelerator_type`` ("H100", "A100", "V100",
+    "T4", "L4"...), from a device name such as "NVIDIA H100 80GB HBM3"."""
+    words = [w for w in gpu_name.replace("-", " ").split() if w]
+    while words and words[0] in ("NVIDIA", "Tesla", "GeForce", "Quadro"):
+        words = words[1:]
+    return words[0] if words else None
+
+
+def detect_accelerator_type() -> str | None:
+    """The model of this machine's first GPU, as ``accelerator_type`` (None: no GPU)."""
+    gpus = _read_nvidia_smi()
+    return accelerator_type(gpus[0].name) if gpus else None
+
+
 def parse_nvidia_smi(text: str) -> list[GpuState] | None:
     """Parse ``nvidia-smi --query-gpu=index,name,utilization.gpu,memory.used,memory.total``."""
     gpus = []

@@ -104,3 +104,17 @@ def test_a_gpu_bundle_gives_its_device_to_work_in_it(ray_start: Any) -> None:
     strategy = PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=0)
     ids, visible, _ = ray.get(use_gpu.options(scheduling_strategy=strategy).remote(), timeout=120)
     assert len(ids) == 1 and visible == str(ids[0])
+
+
+def test_tasks_can_ask_for_this_machines_gpu_model(ray_start: Any) -> None:
+    from jupyter_ray.runtime.telemetry import detect_accelerator_type
+
+    ray_start(num_cpus=2)
+    model = detect_accelerator_type()
+    assert model and ray.cluster_resources()[f"accelerator_type:{model}"] == 1
+    placed = use_gpu.options(accelerator_type=model).remote()
+    assert len(ray.get(placed, timeout=120)[0]) == 1
+    elsewhere = use_gpu.options(accelerator_type="NOT" + model).remote()
+    ready, _ = ray.wait([elsewhere], timeout=1)
+    assert not ready  # no node has that model: it waits, as in Ray
+    ray.cancel(elsewhere)

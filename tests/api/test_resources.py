@@ -159,8 +159,8 @@ def test_zero_cpu_tasks_run_beyond_the_cpu_count(ray_2cpu: Any, tmp_path: Path) 
 
 @pytest.mark.parametrize(
     "options",
-    [{"resources": {"missing": 1}}, {"num_cpus": 64}],
-    ids=["unknown-resource", "too-many-cpus"],
+    [{"resources": {"missing": 1}}, {"num_cpus": 64}, {"accelerator_type": "A100"}],
+    ids=["unknown-resource", "too-many-cpus", "gpu-model-not-here"],
 )
 def test_infeasible_task_waits_without_blocking_others(
     ray_2cpu: Any, options: dict[str, Any], capsys: pytest.CaptureFixture[str]
@@ -260,3 +260,15 @@ def test_bad_init_arguments_raise_at_once(
     assert _children() == before  # nothing was started
     ray_start(num_cpus=2, resources={"slot": 1})
     assert ray.get(add.options(resources={"slot": 1}).remote(1, 2)) == 3
+
+
+def test_accelerator_type_names_and_bad_values() -> None:
+    from jupyter_ray.runtime.telemetry import accelerator_type
+
+    assert accelerator_type("NVIDIA H100 80GB HBM3") == "H100"
+    assert accelerator_type("NVIDIA A100-SXM4-40GB") == "A100"
+    assert accelerator_type("Tesla V100-SXM2-16GB") == "V100"
+    assert accelerator_type("Tesla T4") == "T4"
+    assert accelerator_type("") is None
+    with pytest.raises(ValueError, match="GPU model name"):
+        add.options(accelerator_type="")
