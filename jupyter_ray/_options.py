@@ -169,6 +169,12 @@ def normalize_task_options(opts: dict[str, Any], where: str) -> dict[str, Any]:
         out["runtime_env"] = validate_runtime_env(out["runtime_env"])
     if "accelerator_type" in out:
         with_accelerator({}, out["accelerator_type"])
+    if out.get("label_selector"):
+        raise ValueError(
+            "label_selector is not supported: jupyter_ray nodes carry no labels. Steer "
+            "tasks with custom resources instead: start a node with --resources "
+            "'{\"zone_a\": 100}' and pass resources={'zone_a': 1}."
+        )
     return out
 
 
