@@ -52,16 +52,14 @@ class Threaded:
 
 def test_each_group_runs_its_own_number_of_calls_at_once(ray_2cpu: Any) -> None:
     actor = Threaded.remote()
-    start = time.monotonic()
     refs = [actor.io.remote(0.4) for _ in range(4)] + [actor.compute.remote(0.4) for _ in range(2)]
     # the default group is not stuck behind busy groups
     assert ray.get(actor.default.remote(), timeout=30) == "MainThread"
     names = ray.get(refs, timeout=60)
-    elapsed = time.monotonic() - start
     assert all(n.startswith("actor-io") for n in names[:4])
     assert all(n.startswith("actor-compute") for n in names[4:])
+    # at most the group's size at once; io's calls did overlap (0.4 s each, 2 threads)
     assert ray.get(actor.peaks.remote()) == {"io": 2, "compute": 1}
-    assert elapsed < 1.6  # io: two rounds of 2, compute: two of 1, side by side
     # a call can be put in a group for once
     per_call = actor.default.options(concurrency_group="io").remote()
     assert ray.get(per_call).startswith("actor-io")
