@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from .runtime import context
 
@@ -45,6 +46,38 @@ class RuntimeContext:
         if ctx is None:
             return {}
         return {"GPU": float(len(ctx.gpu_ids))} if ctx.gpu_ids else {}
+
+    def get_actor_id(self) -> str | None:
+        """Hex id of the actor this code runs in, or None outside actors."""
+        return context.actor_id.hex() if context.actor_id is not None else None
+
+    @property
+    def current_actor(self) -> Any:
+        """A handle to the actor this code runs in (to pass to tasks or other actors)."""
+        from .actor import ActorHandle, _method_table
+        from .runtime.ids import object_id_for
+        from .runtime.object_ref import ObjectRef
+
+        instance = context.actor_instance
+        if context.actor_id is None or instance is None:
+            raise RuntimeError("current_actor is only available inside an actor's methods")
+        cls = type(instance)
+        return ActorHandle(
+            context.actor_id,
+            ObjectRef(object_id_for(context.actor_id, 0)),
+            cls.__name__,
+            _method_table(cls),
+        )
+
+    def get_accelerator_ids(self) -> dict[str, list[str]]:
+        """The accelerators assigned to the running task or actor, by kind."""
+        ctx = context.current_task()
+        return {"GPU": [str(i) for i in ctx.gpu_ids] if ctx is not None else []}
+
+    @property
+    def runtime_env(self) -> dict[str, Any]:
+        """The runtime env of the running task (the driver's outside tasks)."""
+        return dict(context.current_runtime_env() or {})
 
     def get_cell_id(self) -> str | None:
         """The notebook cell that submitted the running task (None outside notebooks)."""

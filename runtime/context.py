@@ -20,6 +20,8 @@ _client: CoreClient | None = None
 _task: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar("task", default=None)
 actor_id: bytes | None = None
 """Set in a worker that hosts an actor."""
+actor_instance: Any = None
+"""The actor object itself, in its worker (for ``get_runtime_context().current_actor``)."""
 
 cell_id_provider: Callable[[], tuple[str | None, int | None]] | None = None
 """Set by the Jupyter layer: returns (cell id, execution count) of the cell now running."""

@@ -428,6 +428,7 @@ class Worker:
             self.actor = cls(*args, **kwargs)
         except Exception as err:
             return self._failed(spec, err, 0)
+        context.actor_instance = self.actor
         self.actor_options = opts
         if opts.hold_resources:
             self.actor_gpu_ids = list(msg.gpu_ids)  # what the node gives each call

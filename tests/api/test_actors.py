@@ -410,3 +410,36 @@ def test_max_pending_calls_limits_a_handle(ray_2cpu: Any, tmp_path: Any) -> None
     ray.get(gate.wait_for.remote(release), timeout=30)  # room again
     with pytest.raises(ValueError, match="max_pending_calls"):
         Gate.options(max_pending_calls=0)
+
+
+def test_runtime_context_inside_an_actor(ray_2cpu: Any) -> None:
+    @ray.remote
+    class Self:
+        def __init__(self) -> None:
+            self.n = 0
+
+        def ids(self) -> tuple[str | None, str | None]:
+            ctx = ray.get_runtime_context()
+            return ctx.get_actor_id(), ctx.get_task_id()
+
+        def bump(self) -> int:
+            self.n += 1
+            return self.n
+
+        def through_my_handle(self) -> int:
+            # a task that calls back into this actor through current_actor
+            me = ray.get_runtime_context().current_actor
+            return int(ray.get(call_bump.remote(me)))
+
+    @ray.remote
+    def call_bump(actor: Any) -> int:
+        return int(ray.get(actor.bump.remote()))
+
+    actor = Self.options(max_concurrency=2).remote()
+    actor_id, task_id = ray.get(actor.ids.remote())
+    assert actor_id == actor._ray_actor_id and task_id
+    assert ray.get(actor.through_my_handle.remote(), timeout=60) == 1
+    assert ray.get_runtime_context().get_actor_id() is None
+    assert ray.get_runtime_context().get_accelerator_ids() == {"GPU": []}
+    with pytest.raises(RuntimeError, match="inside an actor"):
+        _ = ray.get_runtime_context().current_actor

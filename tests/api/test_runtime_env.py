@@ -78,3 +78,13 @@ def test_init_refuses_a_bad_job_runtime_env() -> None:
     with pytest.raises(ValueError, match="conda are not supported"):
         ray.init(num_cpus=1, runtime_env={"conda": "env"})
     assert not ray.is_initialized()
+
+
+def test_the_runtime_context_shows_the_runtime_env(ray_2cpu: Any) -> None:
+    @ray.remote
+    def seen() -> dict[str, Any]:
+        return ray.get_runtime_context().runtime_env
+
+    placed = seen.options(runtime_env={"env_vars": {"K": "v"}})
+    assert ray.get(placed.remote()) == {"env_vars": {"K": "v"}}
+    assert ray.get(seen.remote()) == {}
