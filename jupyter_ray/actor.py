@@ -265,7 +265,7 @@ class ActorClass:
             class_name=self._name,
             methods=serialize(methods).to_bytes(),
             name=opts.get("name"),
-            namespace=opts.get("namespace") or "default",
+            namespace=opts.get("namespace") or context.current_namespace() or "default",
             detached=opts.get("lifetime") == "detached",
             get_if_exists=bool(opts.get("get_if_exists")),
             max_restarts=int(opts.get("max_restarts", 0)),
@@ -442,7 +442,7 @@ def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
     if not isinstance(name, str) or not name:
         raise ValueError(f"get_actor() takes a non-empty actor name, got {name!r}")
     client = _client()
-    ns = namespace or "default"
+    ns = namespace or context.current_namespace() or "default"
     info = client.query("get_actor", (name, ns))
     if info is None:
         raise ValueError(

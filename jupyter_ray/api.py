@@ -134,7 +134,8 @@ def init(
     remembers (default 10,000); ``{"record_tasks": False}`` turns task records off.
     ``runtime_env={"env_vars": {...}, "working_dir": path}`` applies to every task and
     actor of this driver (a task's own ``runtime_env`` option is merged over it).
-    ``include_dashboard``, ``namespace``, ``logging_level`` and ``configure_logging`` are
+    ``namespace`` is where this driver's named actors are created and looked up (and
+    its tasks'). ``include_dashboard``, ``logging_level`` and ``configure_logging`` are
     accepted for compatibility with Ray.
     """
     global _node
@@ -155,6 +156,8 @@ def init(
             "for the supported arguments."
         )
     job_env = validate_runtime_env(runtime_env)
+    if namespace is not None and (not isinstance(namespace, str) or not namespace):
+        raise ValueError(f"namespace must be a non-empty string, got {namespace!r}")
     with _lock:
         if context.get_client() is not None:
             if ignore_reinit_error:
@@ -166,6 +169,7 @@ def init(
         if address is None:
             address = os.environ.get("JUPYTER_RAY_ADDRESS") or None
         context.job_runtime_env = job_env
+        context.job_namespace = namespace if namespace != "default" else None
         if address not in (None, "local"):
             return _attach(address, log_to_driver, _token)
         totals, store = node_resources(num_cpus, num_gpus, resources, object_store_memory)
@@ -283,6 +287,7 @@ def shutdown() -> None:
         context.set_client(None)
         context.driver_job_id = None
         context.job_runtime_env = None
+        context.job_namespace = None
         if client is not None:
             client.close()
         node, _node = _node, None

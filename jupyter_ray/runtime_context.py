@@ -79,6 +79,11 @@ class RuntimeContext:
         """The runtime env of the running task (the driver's outside tasks)."""
         return dict(context.current_runtime_env() or {})
 
+    @property
+    def namespace(self) -> str:
+        """The namespace of named actors here (``init(namespace=...)``)."""
+        return context.current_namespace() or "default"
+
     def get_cell_id(self) -> str | None:
         """The notebook cell that submitted the running task (None outside notebooks)."""
         ctx = context.current_task()

@@ -481,9 +481,11 @@ class ActorManager(ClusterActors):
                 return self.actor_directory.lookup(name, namespace)  # another node's
             return record.info() if record is not None else None
         if what == "list_named_actors":
+            # arg: a namespace, or True for all of them (False: the default one)
+            namespace = arg if isinstance(arg, str) else (None if arg else "default")
             if self.is_head:
-                return self.actor_directory.names(None if arg else "default")
-            return self.actors.names(None if arg else "default")
+                return self.actor_directory.names(namespace)
+            return self.actors.names(namespace)
         if what in DIRECTORY_QUERIES:
             return self.directory_query(what, arg)
         if what == "actors":

@@ -38,6 +38,7 @@ class TaskContext:
     job_id: str | None = None
     lane: Any = None  # direct.CallerLane of a direct actor call: output goes there
     runtime_env: dict[str, Any] | None = None  # inherited by the tasks this one submits
+    namespace: str | None = None  # the job's namespace for named actors (None: default)
 
 
 def get_client() -> CoreClient | None:
@@ -90,6 +91,19 @@ def current_runtime_env() -> dict[str, Any] | None:
     if ctx is not None:
         return ctx.runtime_env
     return job_runtime_env
+
+
+job_namespace: str | None = None
+"""Set by a driver's ``init(namespace=...)``: where its named actors live."""
+
+
+def current_namespace() -> str | None:
+    """The namespace for named actors here: the task's job's, else the driver's; None
+    for the default one."""
+    ctx = current_task()
+    if ctx is not None:
+        return ctx.namespace
+    return job_namespace
 
 
 def current_job_id() -> str | None:

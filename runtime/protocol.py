@@ -128,6 +128,7 @@ class TaskSpec:
     # {"env_vars": {...}, "working_dir": path}: set for the task (for an actor's life)
     runtime_env: dict[str, Any] | None = None
     concurrency_group: str | None = None  # an actor call's, when given per call
+    namespace: str | None = None  # the job's, when init(namespace=...) set one
 
 
 TASK = 0

@@ -581,6 +581,7 @@ def _task_context(
         job_id=spec.job_id,
         lane=lane,
         runtime_env=spec.runtime_env if spec.kind != p.ACTOR_METHOD else actor_env,
+        namespace=spec.namespace,
     )
 
 

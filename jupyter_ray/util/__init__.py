@@ -37,8 +37,10 @@ def list_named_actors(all_namespaces: bool = False) -> list[Any]:
     With ``all_namespaces=True``, a list of ``{"name": ..., "namespace": ...}`` dicts.
     """
     from ..remote_function import _client
+    from ..runtime import context
 
-    entries = _client().query("list_named_actors", all_namespaces)
+    here = context.current_namespace() or "default"
+    entries = _client().query("list_named_actors", True if all_namespaces else here)
     if all_namespaces:
         return list(entries)
     return [e["name"] for e in entries]

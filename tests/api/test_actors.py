@@ -443,3 +443,24 @@ def test_runtime_context_inside_an_actor(ray_2cpu: Any) -> None:
     assert ray.get_runtime_context().get_accelerator_ids() == {"GPU": []}
     with pytest.raises(RuntimeError, match="inside an actor"):
         _ = ray.get_runtime_context().current_actor
+
+
+def test_init_namespace_is_where_named_actors_live(ray_start: Any) -> None:
+    ray_start(namespace="team")
+    assert ray.get_runtime_context().namespace == "team"
+    shared = Counter.options(name="shared").remote()  # kept: unreferenced actors go
+    assert ray.get(ray.get_actor("shared").incr.remote()) == 1
+    assert list_named_actors() == ["shared"]
+    assert {"name": "shared", "namespace": "team"} in list_named_actors(all_namespaces=True)
+    with pytest.raises(ValueError, match="namespace 'default'"):
+        ray.get_actor("shared", namespace="default")
+
+    @ray.remote
+    def make_named() -> int:
+        Counter.options(name="from_task", lifetime="detached").remote(5)
+        return int(ray.get(ray.get_actor("from_task").value.remote()))
+
+    assert ray.get(make_named.remote()) == 5  # the task works in the driver's namespace
+    assert ray.get(ray.get_actor("from_task", namespace="team").value.remote()) == 5
+    ray.kill(ray.get_actor("from_task"))
+    del shared
