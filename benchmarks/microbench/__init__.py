@@ -8,7 +8,7 @@ with :func:`~microbench.registry.benchmark`.
 
 from __future__ import annotations
 
-from . import actors, objects, startup, tasks
+from . import actors, objects, pool, startup, tasks
 from .registry import FEATURES, GROUPS, INIT_KWARGS, REGISTRY, Benchmark, Context, Target, ordered
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "actors",
     "objects",
     "ordered",
+    "pool",
     "startup",
     "tasks",
 ]

@@ -32,7 +32,7 @@ MIB = 1 << 20
 GIB = 1 << 30
 
 # The order of the groups in a run and in the table; a new group goes in here.
-GROUPS: tuple[str, ...] = ("startup", "tasks", "objects", "actors", "cluster")
+GROUPS: tuple[str, ...] = ("startup", "tasks", "objects", "actors", "pool", "cluster")
 
 TargetKind = Literal["at_most", "vs_ray", "vs_reference"]
 

@@ -319,8 +319,14 @@ class Pool:
     def _as_done(refs: list[ObjectRef]) -> Iterator[Any]:
         pending = list(refs)
         while pending:
-            ready, pending = api.wait(pending, num_returns=1)
-            yield from api.get(ready[0])
+            # everything done by now in one look, else block for the next one
+            ready, pending = api.wait(
+                pending, num_returns=len(pending), timeout=0, fetch_local=False
+            )
+            if not ready:
+                ready, pending = api.wait(pending, num_returns=1)
+            for chunk in api.get(ready):
+                yield from chunk
 
     # --- life cycle -------------------------------------------------------------------
 
