@@ -163,12 +163,7 @@ def normalize_task_options(opts: dict[str, Any], where: str) -> dict[str, Any]:
             raise TypeError(
                 f"retry_exceptions must be True, False, or a list of exception classes, got {rx!r}"
             )
-    if "scheduling_strategy" in out:
-        check_strategy(out["scheduling_strategy"])
-    if "runtime_env" in out:
-        out["runtime_env"] = validate_runtime_env(out["runtime_env"])
-    if "accelerator_type" in out:
-        with_accelerator({}, out["accelerator_type"])
+    check_placement_options(out)
     if out.get("label_selector"):
         raise ValueError(
             "label_selector is not supported: jupyter_ray nodes carry no labels. Steer "
@@ -176,6 +171,17 @@ def normalize_task_options(opts: dict[str, Any], where: str) -> dict[str, Any]:
             "'{\"zone_a\": 100}' and pass resources={'zone_a': 1}."
         )
     return out
+
+
+def check_placement_options(out: dict[str, Any]) -> None:
+    """Check, in place, the options tasks and actors share about where and how they run:
+    ``scheduling_strategy``, ``runtime_env`` (normalized), ``accelerator_type``."""
+    if "scheduling_strategy" in out:
+        check_strategy(out["scheduling_strategy"])
+    if "runtime_env" in out:
+        out["runtime_env"] = validate_runtime_env(out["runtime_env"])
+    if "accelerator_type" in out:
+        with_accelerator({}, out["accelerator_type"])
 
 
 def check_strategy(strategy: Any) -> None:

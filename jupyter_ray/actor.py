@@ -21,11 +21,10 @@ from collections import deque
 from typing import Any
 
 from ._options import (
-    check_strategy,
+    check_placement_options,
     merge_runtime_env,
     place,
     validate_resources,
-    validate_runtime_env,
     with_accelerator,
 )
 from .remote_function import _client
@@ -110,12 +109,7 @@ def _validate(opts: dict[str, Any]) -> dict[str, Any]:
                 raise ValueError(f"{key} must be >= 0, got {value!r}")
     if "resources" in out:
         out["resources"] = validate_resources(out["resources"])
-    if "scheduling_strategy" in out:
-        check_strategy(out["scheduling_strategy"])
-    if "runtime_env" in out:
-        out["runtime_env"] = validate_runtime_env(out["runtime_env"])
-    if "accelerator_type" in out:
-        with_accelerator({}, out["accelerator_type"])
+    check_placement_options(out)
     name = out.get("name")
     if name is not None and (not isinstance(name, str) or not name):
         raise ValueError(f"name must be a non-empty string, got {name!r}")

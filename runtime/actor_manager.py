@@ -23,7 +23,7 @@ from .direct import endpoint_path
 from .exceptions import ActorDiedError, RayActorError
 from .ids import object_id_for
 from .serialization import deserialize
-from .state_schema import PENDING_ARGS, PENDING_RESOURCES, RUNNING, SCHEDULED
+from .state_schema import PENDING_ARGS, PENDING_RESOURCES, SCHEDULED
 
 if TYPE_CHECKING:
     from .feed import ChangeFeed
@@ -63,6 +63,7 @@ class ActorManager(ClusterActors):
             push: bool = ...,
         ) -> None: ...
         def _mark(self, rec: TaskRecord, state: str, when: float | None = ...) -> None: ...
+        def _take_report(self, rec: TaskRecord, msg: p.TaskDone) -> None: ...
         def _fail(self, rec: TaskRecord, error: BaseException) -> None: ...
         def _release_holds(self, spec: p.TaskSpec) -> None: ...
         def _release_payload(self, payload: p.Payload) -> None: ...
@@ -241,7 +242,8 @@ class ActorManager(ClusterActors):
             worker = record.worker
             if done is not None:  # the worker's report came first
                 self._mark(rec, SCHEDULED, done.started)
-                self._direct_report(rec, done)
+                self._take_report(rec, done)
+                self.actor_task_done(rec, done)
                 self._release_contained(done)
             elif record.state == DEAD:
                 self._fail(rec, self._death_error(record))
@@ -267,15 +269,6 @@ class ActorManager(ClusterActors):
             for oid in ids:
                 self.objects.hold(oid)  # the worker's refs to them may go any moment
         self.direct_early[msg.task_id] = msg
-
-    def _direct_report(self, rec: TaskRecord, msg: p.TaskDone) -> None:
-        """A worker's report of an actor call (direct or not): record it, then finish."""
-        if msg.started:
-            self._mark(rec, RUNNING, msg.started)
-        rec.error_type = msg.error_type
-        rec.error_message = msg.error_message
-        rec.ended = msg.ended
-        self.actor_task_done(rec, msg)
 
     def _release_contained(self, msg: p.TaskDone) -> None:
         freed: list[Any] = []

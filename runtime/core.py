@@ -255,10 +255,7 @@ class CoreClient:
         elif kind is p.ExecuteTask:
             self.tasks.put(msg)
         elif kind is p.LogLines:
-            if self.on_log is not None:
-                self.on_log(msg)
-            else:
-                _print_log(msg)
+            self._show_log(msg)
         elif kind is p.Welcome:
             self.welcome = msg
             self._welcome.set()
@@ -286,6 +283,13 @@ class CoreClient:
                 handler(msg)
         else:
             log.warning("unexpected message from the node manager: %r", kind)
+
+    def _show_log(self, msg: p.LogLines) -> None:
+        """A task's output: to the Jupyter hook when set, else to this process's streams."""
+        if self.on_log is not None:
+            self.on_log(msg)
+        else:
+            _print_log(msg)
 
     def _on_object(self, msg: p.ObjectAvailable) -> None:
         oid = msg.object_id
@@ -505,10 +509,7 @@ class CoreClient:
             # a value, or (None) "done; the value is with the node": as if the node said so
             self._on_object(p.ObjectAvailable(oid, msg.payload))
         elif type(msg) is p.LogLines:
-            if self.on_log is not None:
-                self.on_log(msg)
-            else:
-                _print_log(msg)
+            self._show_log(msg)
         else:
             log.warning("unexpected message on an actor lane: %r", type(msg))
 

@@ -618,16 +618,12 @@ class NodeManager(
         if rec is None and msg.direct_caller:
             self.direct_done_early(msg)
             return
-        if rec is not None and rec.spec.kind != p.TASK:
-            self._direct_report(rec, msg)
-            return
-        worker = self.workers.get(conn.conn_id)
         if rec is not None:
-            if msg.started:
-                self._mark(rec, RUNNING, msg.started)
-            rec.error_type = msg.error_type
-            rec.error_message = msg.error_message
-            rec.ended = msg.ended
+            self._take_report(rec, msg)
+            if rec.spec.kind != p.TASK:
+                self.actor_task_done(rec, msg)
+                return
+        worker = self.workers.get(conn.conn_id)
         if worker is not None and worker.actor is None:
             self._free_worker(worker, exiting=msg.exit_after)
         if rec is None:
@@ -646,6 +642,14 @@ class NodeManager(
         else:
             self._finish(rec, msg.results, msg.contained)
         self._dispatch_tasks()
+
+    def _take_report(self, rec: TaskRecord, msg: p.TaskDone) -> None:
+        """Record what a worker's report says of a task: start, end, error."""
+        if msg.started:
+            self._mark(rec, RUNNING, msg.started)
+        rec.error_type = msg.error_type
+        rec.error_message = msg.error_message
+        rec.ended = msg.ended
 
     def on_task_started(self, conn: Any, msg: p.TaskStarted) -> None:
         """Calls that have run a while (from a worker, or from the node a task was

@@ -183,9 +183,9 @@ class Worker:
         )
         if group is not None and spec.kind == p.ACTOR_METHOD:
             return self._start_in_group(msg, lane, group)
-        if msg.spec.kind == p.ACTOR_METHOD and self.pool is not None:
+        if spec.kind == p.ACTOR_METHOD and self.pool is not None:
             self.pool.submit(self._run_and_reply, msg, lane)
-        elif msg.spec.kind == p.ACTOR_METHOD and self.loop is not None:
+        elif spec.kind == p.ACTOR_METHOD and self.loop is not None:
             asyncio.run_coroutine_threadsafe(self._run_async(msg, lane), self.loop)
         else:
             return self._run_and_reply(msg, lane)
@@ -230,13 +230,19 @@ class Worker:
         finally:
             self._running_since.pop(task_id, None)
         done.started, done.ended = started, time.time()
+        if self._reply(done, lane):
+            return True
+        return done.exit_after
+
+    def _reply(self, done: p.TaskDone, lane: CallerLane | None) -> bool:
+        """Send a call's outcome; True when it was the actor's last (``exit_actor``)."""
         if self.exit_reason is not None and self.actor_options is not None:
             assert context.actor_id is not None
             self._send_done(done, lane, p.ActorExiting(context.actor_id, self.exit_reason))
             self.client.tasks.put(None)  # wake the main loop so it exits
             return True
         self._send_done(done, lane)
-        return done.exit_after
+        return False
 
     def _send_done(self, done: p.TaskDone, lane: CallerLane | None, *before: object) -> None:
         """Report a call's outcome: to the node, and first to its caller if direct."""
@@ -486,12 +492,7 @@ class Worker:
                 done = self._failed(spec, err, 0)
             done.started, done.ended = started, time.time()
             self._running_since.pop(spec.task_id, None)
-        if self.exit_reason is not None:
-            assert context.actor_id is not None
-            self._send_done(done, lane, p.ActorExiting(context.actor_id, self.exit_reason))
-            self.client.tasks.put(None)
-        else:
-            self._send_done(done, lane)
+        self._reply(done, lane)
 
     def _results(self, spec: p.TaskSpec, result: Any) -> p.TaskDone:
         n = spec.num_returns
