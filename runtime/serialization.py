@@ -16,9 +16,13 @@ that are contained in other objects (or in task arguments) alive.
 
 from __future__ import annotations
 
+import io
+import marshal
 import pickle
 import struct
 import threading
+import types
+from collections import ChainMap
 from collections.abc import Callable
 from typing import Any
 
@@ -84,9 +88,37 @@ class SerializedObject:
         return bytes(out)
 
 
+def _reduce_code(code: types.CodeType) -> tuple[Any, tuple[bytes]]:
+    # marshal keeps every field of a code object, nested code objects included, and
+    # is the format Python itself loads .pyc files with.
+    return marshal.loads, (marshal.dumps(code),)
+
+
+class _Pickler(cloudpickle.Pickler):
+    """cloudpickle, except that shipped code keeps its file name.
+
+    cloudpickle 3.1.3 and later replace ``co_filename`` with ``"<dynamic-code>"``, so a
+    remote traceback would name no file and show no source line. Workers share the
+    driver's Python (and so its bytecode and marshal format), so code travels marshalled
+    instead, exactly as compiled.
+    """
+
+    dispatch_table = ChainMap(
+        {types.CodeType: _reduce_code},
+        cloudpickle.Pickler.dispatch_table,
+    )
+
+
+def dumps(value: Any, buffer_callback: Callable[[pickle.PickleBuffer], Any] | None = None) -> bytes:
+    """cloudpickle's ``dumps`` at protocol 5, keeping shipped code's file names."""
+    with io.BytesIO() as file:
+        _Pickler(file, protocol=5, buffer_callback=buffer_callback).dump(value)
+        return file.getvalue()
+
+
 def dumps_function(fn: Any) -> bytes:
-    """Pickle a function or class by value (cloudpickle)."""
-    return cloudpickle.dumps(fn, protocol=5)
+    """Pickle a function or class by value (cloudpickle), keeping its code's file name."""
+    return dumps(fn)
 
 
 _ATOMS = (int, float, str, bytes, bool, type(None))
@@ -129,7 +161,7 @@ def serialize(value: Any) -> SerializedObject:
     refs: list[bytes] = []
     _local.refs = refs
     try:
-        meta = cloudpickle.dumps(value, protocol=5, buffer_callback=keep_out_of_band)
+        meta = dumps(value, keep_out_of_band)
     except Exception as err:
         raise TypeError(
             f"Could not serialize {_describe(value)}: {type(err).__name__}: {err}. "

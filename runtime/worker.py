@@ -28,15 +28,13 @@ import time
 import traceback
 from typing import Any
 
-import cloudpickle
-
 from . import context
 from . import protocol as p
 from .core import _NO_ARGS, CoreClient, Dep
 from .direct import CallerLane, DirectServer, LaneClosed, endpoint_path
 from .exceptions import RayError, RayTaskError, TaskCancelledError
 from .ids import object_id_for
-from .serialization import deserialize, serialize, type_name
+from .serialization import deserialize, dumps, serialize, type_name
 
 CANCEL_SIGNAL = signal.SIGUSR1
 REPORT_BATCH = 64
@@ -542,7 +540,7 @@ class Worker:
             # cloudpickle, as the error will travel: an exception class defined in the
             # driver's __main__ exists here only by value, and the standard pickler,
             # which looks classes up by name, would drop the user's class from the error.
-            cloudpickle.dumps(err)
+            dumps(err)
         except Exception:
             error = RayTaskError(spec.name, tb, None, os.getpid(), repr(err))
         retry = False

@@ -213,6 +213,7 @@ def test_functions_and_closures_from_main_work(tmp_path: Any) -> None:
                 ray.get(check.remote(7))
             except OutOfRange as err:  # the script's own class, defined in __main__
                 print("CAUGHT", type(err).__name__, isinstance(err, ray.exceptions.RayTaskError))
+                print(err.traceback_str)
             ray.shutdown()
             """
         )
@@ -223,6 +224,11 @@ def test_functions_and_closures_from_main_work(tmp_path: Any) -> None:
     assert out.returncode == 0, out.stderr
     assert "RESULT 42" in out.stdout
     assert "CAUGHT RayTaskError(OutOfRange) True" in out.stdout
+    # Code from __main__ travels by value; its frames still name the script and show the
+    # source line (cloudpickle 3.1.3 and later rename shipped code "<dynamic-code>").
+    assert f'File "{script}", line ' in out.stdout
+    assert 'raise OutOfRange(f"{x} is out of range")' in out.stdout
+    assert "<dynamic-code>" not in out.stdout
 
 
 def test_legacy_names_still_work_with_a_deprecation_warning(ray_start: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import threading
+from typing import Any
 
 import numpy as np
 import pytest
@@ -74,3 +75,22 @@ def test_frame_decoder_rejects_garbage() -> None:
     dec = p.FrameDecoder()
     with pytest.raises((pickle.UnpicklingError, ValueError, EOFError, KeyError)):
         dec.feed(b"\x05\x00\x00\x00garbage")
+
+
+def test_code_shipped_by_value_keeps_its_file_and_lines() -> None:
+    # cloudpickle 3.1.3 writes "<dynamic-code>" as every shipped function's file name;
+    # remote tracebacks need the real one (and the nested function's too).
+    def outer(x: int) -> Any:
+        def inner() -> int:
+            return x + 1
+
+        return inner
+
+    back = deserialize(memoryview(serialize(outer).to_bytes()))
+    assert back is not outer  # really by value: a local function
+    assert back.__code__.co_filename == __file__
+    assert back.__code__.co_firstlineno == outer.__code__.co_firstlineno
+    inner = back(1)
+    assert inner() == 2
+    assert inner.__code__.co_filename == __file__
+    assert "<dynamic-code>" not in repr(back.__code__)
