@@ -677,11 +677,14 @@ class CoreClient:
         timeout: float | None,
         want_value: bool,
         fetch: bool = False,
+        fail_fast: bool = False,
     ) -> list[bytes]:
         """Block until ``count`` of ``ids`` are available; returns the available ones.
 
         ``want_value``: available means the value is here, else that it is ready.
         ``fetch``: ask for the values either way (``wait(fetch_local=True)``).
+        ``fail_fast``: return as soon as one value here is an error (``get`` raises the
+        first error it knows of, as Ray does, instead of waiting for the others).
 
         The node tells an owner unasked when its task results are ready, large ones as
         readiness only. A caller still blocked after ``FETCH_AFTER`` asks for the values
@@ -708,12 +711,15 @@ class CoreClient:
                         # readiness but not the value we want takes the id out of
                         # ``_requested``, so it is asked for again here.
                         ask: list[bytes] = []
+                        failed = False
                         for oid in ids:
                             if have(oid):
                                 ready.append(oid)
+                                if fail_fast and not failed:
+                                    failed = self._is_error(oid)
                             elif oid not in requested:
                                 ask.append(oid)
-                        if len(ready) >= count:
+                        if len(ready) >= count or failed:
                             return ready
                         if upgrade_at is not None and time.monotonic() >= upgrade_at:
                             upgrade_at = None
@@ -747,6 +753,14 @@ class CoreClient:
             if blocked:
                 self.send(p.Unblocked())
 
+    def _is_error(self, oid: bytes) -> bool:
+        """True when the value here is an error (a failed task's). Caller holds ``_lock``."""
+        payload = self._values.get(oid)
+        if payload is None:
+            m = self._mapped.get(oid)
+            return m is not None and m.payload.error
+        return payload.error
+
     def _is_ready(self, oid: bytes) -> bool:
         return oid in self._ready or oid in self._values or oid in self._mapped
 
@@ -777,8 +791,12 @@ class CoreClient:
 
     def get(self, refs: list[ObjectRef], timeout: float | None) -> list[Any]:
         ids = [r.binary() for r in refs]
-        ready = self._await_objects(ids, len(ids), timeout, want_value=True)
+        ready = self._await_objects(ids, len(ids), timeout, want_value=True, fail_fast=True)
         if len(ready) < len(ids):
+            with self._lock:
+                failed = next((oid for oid in ready if self._is_error(oid)), None)
+            if failed is not None:
+                self._materialize(failed)  # raises the error it holds
             raise GetTimeoutError(
                 f"get() timed out after {timeout} s with {len(ids) - len(ready)} of "
                 f"{len(ids)} objects not ready. Raise timeout, or use wait() to take the "
@@ -872,6 +890,8 @@ class CoreClient:
         return fut
 
     def _complete_future(self, oid: bytes, fut: concurrent.futures.Future[Any]) -> None:
+        if not fut.set_running_or_notify_cancel():
+            return  # cancelled meanwhile (an asyncio task awaiting the ref was cancelled)
         try:
             fut.set_result(self._materialize(oid))
         except BaseException as err:

@@ -509,3 +509,55 @@ def test_a_cancel_that_comes_before_the_worker_is_ready_is_not_lost(ray_2cpu: An
     client.set_cancel_handler(seen.append)
     client._on_message(later)
     assert seen == [early, later]
+
+
+# --- get raises the first error it knows of --------------------------------------------
+
+
+@ray.remote
+def hold(release: str) -> str:
+    """Run until the test writes ``release`` (a task that is still busy when asked)."""
+    while not os.path.exists(release):
+        time.sleep(0.01)
+    return "released"
+
+
+def test_get_of_a_list_raises_a_failure_while_the_others_still_run(
+    ray_2cpu: Any, tmp_path: Path
+) -> None:
+    release = str(tmp_path / "release")
+    slow = hold.remote(release)
+    bad = flaky.remote(str(tmp_path / "bad"), 1, "flaky")
+    try:
+        with pytest.raises(FlakyError, match="flaky attempt 1"):
+            ray.get([slow, bad])  # would block until the release without fail-fast
+        with pytest.raises(FlakyError):
+            ray.get([slow, bad], timeout=600)  # an error, not a GetTimeoutError later
+        with pytest.raises(ray.exceptions.GetTimeoutError):
+            ray.get([slow], timeout=0.2)  # and slow was indeed still running
+    finally:
+        _touch(release)
+    assert ray.get(slow) == "released"
+
+
+def test_async_forms_raise_a_failure_while_the_others_still_run(
+    ray_2cpu: Any, tmp_path: Path
+) -> None:
+    import asyncio
+
+    release = str(tmp_path / "release")
+    slow = hold.remote(release)
+    bad = flaky.remote(str(tmp_path / "bad"), 1, "flaky")
+
+    async def main() -> None:
+        with pytest.raises(FlakyError):
+            await asyncio.gather(slow, bad)
+        with pytest.raises(FlakyError):
+            await bad
+        assert not slow.future().done()  # slow was indeed still running
+
+    try:
+        asyncio.run(main())
+    finally:
+        _touch(release)
+    assert ray.get(slow) == "released"
