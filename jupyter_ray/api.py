@@ -127,8 +127,9 @@ def init(
     >>> import jupyter_ray as ray
     >>> ray.init(num_cpus=2)          # doctest: +SKIP
 
-    ``address="auto"`` attaches to the newest runtime running on this machine (one
-    started by another process, a notebook server or the command line); so does
+    ``address="auto"`` attaches to the newest cluster running on this machine (through
+    its head, never a worker node, so the driver outlives worker nodes; or a runtime
+    started by another process or a notebook server); so does
     ``address=None`` when the ``JUPYTER_RAY_ADDRESS`` environment variable is set.
     ``_system_config={"task_history": N}`` sets how many finished tasks the state API
     remembers (default 10,000); ``{"record_tasks": False}`` turns task records off.
@@ -205,18 +206,19 @@ def _attach(address: str, log_to_driver: bool, token: str | None) -> RuntimeInfo
     copy); any other ``HOST:PORT`` over TCP with the cluster token.
     """
     from .runtime.auth import TOKEN_ENV
-    from .runtime.discovery import find_sessions
+    from .runtime.discovery import find_cluster, find_sessions
 
     target: str | tuple[str, int]
     sessions = find_sessions()
     if address == "auto":
-        if not sessions:
+        cluster = find_cluster()
+        if cluster is None:
             raise ConnectionError(
                 "init(address='auto') found no jupyter_ray runtime running on this machine. "
                 "Start one with 'jupyter-ray start --head' or from a notebook server, or "
                 "call init() with no address to run one inside this process."
             )
-        target = sessions[0].socket
+        target = cluster.socket
     elif address.endswith(".sock") and os.path.exists(address):
         target = address
     elif ":" in address:

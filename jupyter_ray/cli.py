@@ -246,7 +246,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wrote {len(events)} task events to {args.file}")
         elif args.command == "status":
             for node in state.list_nodes():
-                print(f"node {node.node_id}  {node.hostname}  {'alive' if node.alive else 'dead'}")
+                role = "head" if node.is_head else "worker node"
+                alive = "alive" if node.alive else "dead"
+                print(f"node {node.node_id}  {node.hostname}  {role}  {alive}")
                 for name, total in sorted(node.resources_total.items()):
                     used = total - node.resources_available.get(name, 0.0)
                     if "memory" in name:

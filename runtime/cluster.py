@@ -446,6 +446,7 @@ class ClusterMember:
             return
         self._mark(rec, SCHEDULED)
         rec.worker_pid = None
+        rec.node_id = node_id
         self._spawn(self._forward(rec, node_id))
 
     async def _forward(self, rec: TaskRecord, node_id: str) -> None:

@@ -300,6 +300,7 @@ class ClusterActors:
     def forward_creation(self, rec: TaskRecord, node_id: str) -> None:
         self._mark(rec, SCHEDULED)
         rec.worker_pid = None
+        rec.node_id = node_id
         self._spawn(self._forward_creation(rec, node_id))
 
     async def _forward_creation(self, rec: TaskRecord, node_id: str) -> None:

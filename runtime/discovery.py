@@ -24,6 +24,12 @@ class SessionInfo:
     embedded: bool
     tcp_address: str | None = None  # HOST:PORT of the cluster port, if it listens
     token_file: str | None = None
+    head_address: str | None = None  # HOST:PORT of the head a worker node joined
+
+    @property
+    def is_member(self) -> bool:
+        """A worker node of a cluster (not a head, not a single-node runtime)."""
+        return self.head_address is not None
 
 
 def sessions_dir() -> str:
@@ -38,9 +44,12 @@ def write_session(
     embedded: bool,
     tcp_address: str | None = None,
     token_file: str | None = None,
+    head_address: str | None = None,
 ) -> str:
     path = os.path.join(sessions_dir(), f"{node_id}.json")
-    info = SessionInfo(node_id, socket, os.getpid(), time.time(), embedded, tcp_address, token_file)
+    info = SessionInfo(
+        node_id, socket, os.getpid(), time.time(), embedded, tcp_address, token_file, head_address
+    )
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -83,3 +92,16 @@ def find_sessions() -> list[SessionInfo]:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
     return sorted(found, key=lambda s: s.started, reverse=True)
+
+
+def find_cluster() -> SessionInfo | None:
+    """The runtime ``address="auto"`` means: the newest head or single-node runtime.
+
+    A worker node is chosen only when no head runs on this machine (its head is
+    elsewhere): a driver attached to a worker node dies with that node, while one
+    attached to the head outlives every worker node.
+    """
+    sessions = find_sessions()
+    heads = [s for s in sessions if not s.is_member]
+    choices = heads or sessions
+    return choices[0] if choices else None

@@ -85,6 +85,7 @@ class TaskRecord:
     attempt: int = 0
     owner_pid: int = 0
     worker_pid: int | None = None
+    node_id: str | None = None  # the node it was forwarded to; None: this one
     error_type: str | None = None
     error_message: str | None = None
     ended: float = 0.0
@@ -216,6 +217,7 @@ class NodeManager(
             self.embedded,
             self.tcp_address,
             os.path.join(self.session_dir, "token") if self.token else None,
+            None if self.join is None else f"{self.join[0]}:{self.join[1]}",
         )
         if on_ready is not None:
             on_ready()
@@ -590,6 +592,7 @@ class NodeManager(
         self._mark(rec, SCHEDULED)
         rec.worker = worker
         rec.worker_pid = worker.pid
+        rec.node_id = None
         fn_payload = None
         if spec.kind != p.ACTOR_METHOD and spec.fn_id not in worker.functions:
             fn_payload = self.functions[spec.fn_id][1]

@@ -39,8 +39,8 @@ class TaskState(_Record):
     parent_task_id: str | None  # task that submitted it, None when a driver did
     depends_on: list[str]  # object ids of its ObjectRef arguments
     returns: list[str]  # object ids of its results
-    node_id: str
-    worker_pid: int | None  # worker that ran (or runs) it
+    node_id: str  # node that runs (or ran) it; another node's when it was forwarded
+    worker_pid: int | None  # worker that ran (or runs) it; None on another node
     actor_id: str | None  # the actor it belongs to (creation or method call)
     resources: dict[str, float]  # what it asked for
     attempt: int  # 0 for the first try, +1 per retry

@@ -124,7 +124,7 @@ class StateView:
             parent_task_id=spec.parent_task.hex() if spec.parent_task else None,
             depends_on=[d.hex() for d in spec.deps],
             returns=[(spec.task_id + i.to_bytes(4, "big")).hex() for i in range(spec.num_returns)],
-            node_id=self.node_id,
+            node_id=rec.node_id or self.node_id,  # forwarded: where it runs
             worker_pid=rec.worker_pid,
             actor_id=spec.actor_id.hex() if spec.actor_id else None,
             resources=dict(spec.resources),

@@ -373,3 +373,38 @@ def test_a_ref_whose_node_dies_before_it_arrives_raises_object_lost(head: Head) 
     kill_all(families([node]))  # SIGKILL the node manager, its zygote and workers
     with pytest.raises(ray.exceptions.ObjectLostError, match=node_id):
         ray.get(pending, timeout=60)
+
+
+@ray.remote
+def hold_then_node(release: str) -> str:
+    while not os.path.exists(release):
+        time.sleep(0.01)
+    return _node_of_task()
+
+
+def test_auto_attaches_to_the_head_and_outlives_a_worker_node(head: Head, tmp_path: Any) -> None:
+    victim = head.add_node("--num-cpus", "2")  # started last, so the newest session
+    ray.init(address="auto")
+    head.wait_nodes(2)
+    here = ray.get_runtime_context().get_node_id()
+    (head_node,) = [n for n in ray.state.list_nodes() if n.is_head]
+    assert here == head_node.node_id  # "auto" means the cluster: its head
+    status = head.cli("status").stdout
+    assert f"node {head_node.node_id}" in status
+    assert re.search(rf"node {head_node.node_id}\s+\S+\s+head\s+alive", status)
+    assert "worker node" in status
+
+    release = str(tmp_path / "release")
+    refs = [hold_then_node.remote(release) for _ in range(4)]  # 2 here, 2 spill over
+
+    def running_on_victim() -> bool:
+        running = ray.state.list_tasks(filters=[("state", "=", "RUNNING")])
+        return len(running) == 4 and any(t.node_id != here for t in running)
+
+    try:
+        eventually(running_on_victim)
+        kill_all(families([victim]))  # SIGKILL the worker node and its workers
+    finally:
+        open(release, "w").close()
+    assert ray.get(refs, timeout=120) == [here] * 4  # retried on the surviving head
+    assert ray.get(total.remote([1, 2])) == 3.0  # the driver carries on
