@@ -15,27 +15,84 @@ Importing is cheap and has no side effects; nothing starts until ``init()`` (or 
 ``.remote()`` call).
 """
 
-from . import actor, exceptions, state, util
-from .actor import ActorClass, ActorHandle, get_actor, kill, method
-from .api import (
-    RuntimeInfo,
-    available_resources,
-    cancel,
-    cluster_resources,
-    get,
-    get_gpu_ids,
-    init,
-    is_initialized,
-    nodes,
-    put,
-    remote,
-    shutdown,
-    wait,
-)
-from .remote_function import RemoteFunction
-from .runtime.object_ref import ObjectRef
-from .runtime_context import RuntimeContext, get_runtime_context
-from .state import timeline
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from . import actor, exceptions, state, util
+    from .actor import ActorClass, ActorHandle, get_actor, kill, method
+    from .api import (
+        RuntimeInfo,
+        available_resources,
+        cancel,
+        cluster_resources,
+        get,
+        get_gpu_ids,
+        init,
+        is_initialized,
+        nodes,
+        put,
+        remote,
+        shutdown,
+        wait,
+    )
+    from .remote_function import RemoteFunction
+    from .runtime.object_ref import ObjectRef
+    from .runtime_context import RuntimeContext, get_runtime_context
+    from .state import timeline
+
+# Public name -> the module that defines it ("" for the submodule of that name). The
+# facade loads on first use: the runtime's own processes (node manager, zygote) import
+# the ``jupyter_ray`` package on their way to ``jupyter_ray.runtime`` and need none of
+# it, and every millisecond there delays a fresh runtime's first result.
+_WHERE = {
+    "ActorClass": "actor",
+    "ActorHandle": "actor",
+    "get_actor": "actor",
+    "kill": "actor",
+    "method": "actor",
+    "RuntimeInfo": "api",
+    "available_resources": "api",
+    "cancel": "api",
+    "cluster_resources": "api",
+    "get": "api",
+    "get_gpu_ids": "api",
+    "init": "api",
+    "is_initialized": "api",
+    "nodes": "api",
+    "put": "api",
+    "remote": "api",
+    "shutdown": "api",
+    "wait": "api",
+    "RemoteFunction": "remote_function",
+    "ObjectRef": "runtime.object_ref",
+    "RuntimeContext": "runtime_context",
+    "get_runtime_context": "runtime_context",
+    "timeline": "state",
+    "actor": "",
+    "exceptions": "",
+    "state": "",
+    "util": "",
+}
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'jupyter_ray' has no attribute {name!r}")
+    if where:
+        value = getattr(importlib.import_module(f"{__name__}.{where}"), name)
+    else:
+        value = importlib.import_module(f"{__name__}.{name}")
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __version__ = "0.1.0"
 

@@ -6,16 +6,32 @@ imported once under its real name, so classes such as ``TaskRecord`` have one id
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
+
+
+def _early_zygote(args: list[str]) -> subprocess.Popen[bytes] | None:
+    """Start the node's worker zygote before the node manager's own imports (see
+    ``processes.launch_zygote``); None when the arguments are not as expected."""
+    from .processes import launch_zygote, worker_environment
+
+    try:
+        session_dir = args[args.index("--session-dir") + 1]
+        worker_env = json.loads(args[args.index("--worker-env") + 1])
+    except (ValueError, IndexError):
+        return None  # node.main reports the bad arguments; it starts its zygote itself
+    return launch_zygote(session_dir, worker_environment(worker_env))
 
 
 def main() -> None:
     role = sys.argv[1] if len(sys.argv) > 1 else ""
     args = sys.argv[2:]
     if role == "node":
+        zygote = _early_zygote(args)
         from .node import main as node_main
 
-        node_main(args)
+        node_main(args, zygote)
     elif role == "worker":
         from .worker import main as worker_main
 

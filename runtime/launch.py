@@ -5,6 +5,7 @@ Runs in the driver, on the caller's thread (``init``/``shutdown`` are blocking c
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import select
@@ -19,6 +20,9 @@ from . import leftovers
 from .exceptions import RaySystemError
 
 SESSION_PREFIX = "jupyter_ray-"
+PRELOAD_ENV = "JUPYTER_RAY_PRELOAD"
+"""Comma-separated modules the zygote imports before it forks workers (default: numpy).
+Set it in the environment of the process that starts the runtime; empty turns it off."""
 
 
 @dataclass(slots=True)
@@ -59,6 +63,11 @@ def default_object_store_memory() -> int:
     return max(want, 64 << 20)
 
 
+def _default_preload() -> str:
+    """numpy when installed: nearly every data task imports it (Ray's workers do too)."""
+    return "numpy" if importlib.util.find_spec("numpy") is not None else ""
+
+
 def shm_dir() -> str:
     return "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 
@@ -88,6 +97,7 @@ def start_local_node(
     worker_env = {
         "JUPYTER_RAY_SYS_PATH": json.dumps(paths),
         "JUPYTER_RAY_CWD": os.getcwd(),
+        PRELOAD_ENV: os.environ.get(PRELOAD_ENV, _default_preload()),
     }
     cmd = [
         sys.executable,

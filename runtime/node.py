@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +38,7 @@ from .ids import object_id_for, random_id, task_id_of
 from .object_manager import ObjectManager
 from .objects import ObjectEntry, ObjectTable
 from .placement import PG_QUERIES, PlacementGroupRecord, PlacementGroups
-from .processes import WorkerProcesses
+from .processes import SOCKET_NAME, WorkerProcesses, worker_environment
 from .scheduler import Grant, ReadyQueue, ResourceLedger
 from .serialization import serialize
 from .state_schema import (
@@ -113,10 +114,11 @@ class NodeManager(
         listen: tuple[str, int] | None = None,
         token: str | None = None,
         join: tuple[str, int] | None = None,
+        zygote: subprocess.Popen[bytes] | None = None,
     ) -> None:
         self.node_id = random_id(14)
         self.session_dir = session_dir
-        self.socket_path = os.path.join(session_dir, "node.sock")
+        self.socket_path = os.path.join(session_dir, SOCKET_NAME)
         self.embedded = embedded
         self.listen = listen
         self.token = token
@@ -139,10 +141,10 @@ class NodeManager(
         self.conns: dict[int, ServerConnection] = {}
         self.workers: dict[int, WorkerState] = {}
         self.idle: deque[WorkerState] = deque()
-        env = dict(os.environ)
-        env.update(worker_env or {})
-        env["JUPYTER_RAY_WORKER"] = "1"
-        self.processes = WorkerProcesses(self.socket_path, self.logs_dir, env, self._process_exited)
+        self.processes = WorkerProcesses(
+            self.socket_path, self.logs_dir, worker_environment(worker_env), self._process_exited
+        )
+        self._early_zygote = zygote
         self.starting = 0
         self._said_hello: set[int] = set()
         self.functions: dict[bytes, tuple[str, bytes]] = {}
@@ -208,7 +210,7 @@ class NodeManager(
             host, port = tcp.sockets[0].getsockname()[:2]
             self.tcp_address = f"{host}:{port}"
             self._tcp_server = tcp
-        self.processes.start_zygote()
+        self.processes.start_zygote(self._early_zygote)
         for _ in range(self.pool_size):
             self._start_worker()
         write_session(
@@ -883,7 +885,8 @@ def _has_module(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, zygote: subprocess.Popen[bytes] | None = None) -> None:
+    """Run a node manager; ``zygote``: its worker zygote, already started (__main__.py)."""
     parser = argparse.ArgumentParser(description="jupyter_ray node manager (internal)")
     parser.add_argument("--session-dir", required=True)
     parser.add_argument("--resources", required=True, help="JSON dict of resource totals")
@@ -916,6 +919,7 @@ def main(argv: list[str] | None = None) -> None:
         listen=listen,
         token=token,
         join=_host_port(args.join) if args.join else None,
+        zygote=zygote,
     )
 
     def ready() -> None:

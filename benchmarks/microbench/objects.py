@@ -160,6 +160,43 @@ def get_large(ctx: Context) -> list[float]:
 
 
 @benchmark(
+    "first_use_large",
+    "first 10 tasks taking a 100 MiB ref",
+    unit="ms/task",
+    group="objects",
+    higher_is_better=False,
+    needs_init=False,
+    targets=(VS_RAY_2X,),
+    own_process=True,
+)
+def first_use_large(ctx: Context) -> list[float]:
+    """A fresh runtime each round: `init`, `put` a 100 MiB array, then the first ten
+    tasks that take its ref (`f.remote(ref)`, reading only `x.nbytes`), timed from the
+    first submit to the last result, per task. What the workers pay the first time they
+    meet a large object: mapping the store, importing numpy."""
+    ray = ctx.api
+    arr = _large_array()
+
+    def nbytes(x: np.ndarray) -> int:
+        return int(x.nbytes)
+
+    samples: list[float] = []
+    for i in range(ctx.n(3, 1)):
+        if i or ctx.initialized:
+            ray.shutdown()
+        ctx.init()
+        f = ray.remote(nbytes)
+        ref = ray.put(arr)
+        start = time.perf_counter()
+        sizes = ray.get([f.remote(ref) for _ in range(10)])
+        samples.append((time.perf_counter() - start) / 10 * 1000)
+        if sizes != [LARGE_BYTES] * 10:
+            raise AssertionError(f"tasks saw sizes {sizes}")
+        del ref
+    return samples
+
+
+@benchmark(
     "numpy_copy_fresh",
     "numpy copy 100 MiB, fresh memory",
     unit="GiB/s",
