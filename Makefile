@@ -1,12 +1,21 @@
 # One command per job; CONTRIBUTING.md lists them. `make test` is the README's test command.
-PYTHON ?= python3
+#
+# Everything runs in a virtual environment that these rules create (.venv, git-ignored);
+# `make test VENV=/some/venv` uses another one, as .ci/run does with a fresh one per run.
+BOOTSTRAP_PYTHON ?= python3
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
 
 .PHONY: install install-test lint typecheck test pytest bench run
 
-install:
+$(PYTHON):
+	$(BOOTSTRAP_PYTHON) -m venv $(VENV)
+	$(PYTHON) -m pip install -q --upgrade pip
+
+install: $(PYTHON)
 	$(PYTHON) -m pip install -q -e .
 
-install-test:
+install-test: $(PYTHON)
 	$(PYTHON) -m pip install -q -e ".[test]"
 
 lint:
@@ -19,7 +28,7 @@ typecheck:
 	rm -rf build/typecheck && mkdir -p build/typecheck
 	cp -r jupyter_ray build/typecheck/jupyter_ray
 	cp -r runtime build/typecheck/jupyter_ray/runtime
-	cd build/typecheck && $(PYTHON) -m mypy --config-file ../../pyproject.toml jupyter_ray
+	cd build/typecheck && $(abspath $(PYTHON)) -m mypy --config-file ../../pyproject.toml jupyter_ray
 
 pytest:
 	$(PYTHON) -m pytest
