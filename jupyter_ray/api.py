@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import inspect
 import os
+import sys
 import threading
 import warnings
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from typing import Any, TypeVar, overload
 from ._options import ACCELERATOR_PREFIX, validate_resources, validate_runtime_env
 from .remote_function import RemoteFunction
 from .runtime import context
+from .runtime import protocol as p
 from .runtime.core import CoreClient
 from .runtime.exceptions import RaySystemError
 from .runtime.launch import LocalNode, default_object_store_memory, start_local_node
@@ -185,7 +187,13 @@ def init(
                 f"unknown _system_config keys {sorted(config)}; supported: task_history, "
                 "record_tasks"
             )
-        node = start_local_node(totals, store, task_history=history)
+        node = start_local_node(
+            totals,
+            store,
+            task_history=history,
+            origin=context.job_metadata.get("origin", "script"),
+            label=context.job_metadata.get("label", ""),
+        )
         try:
             client = CoreClient(node.socket_path, "driver", owns_node=True)
         except BaseException:
@@ -210,6 +218,10 @@ def _attach(address: str, log_to_driver: bool, token: str | None) -> RuntimeInfo
 
     target: str | tuple[str, int]
     sessions = find_sessions()
+    if address == "auto" and os.environ.get("JUPYTER_RAY_ADDRESS", "auto") != "auto":
+        # as Ray's RAY_ADDRESS: set by whoever started this process next to a runtime
+        # (the Jupyter server sets it for the kernels it starts)
+        address = os.environ["JUPYTER_RAY_ADDRESS"]
     if address == "auto":
         cluster = find_cluster()
         if cluster is None:
@@ -258,6 +270,9 @@ def _connected(client: CoreClient) -> None:
     # Random rather than counted: drivers on different nodes of a cluster need no
     # coordination to get distinct ids. 4 bytes, as Ray's job ids.
     context.driver_job_id = os.urandom(4).hex()
+    metadata = {"origin": "script", "entrypoint": " ".join(sys.argv)[:200]}
+    metadata.update(context.job_metadata)
+    client.send(p.JobInfo(context.driver_job_id, metadata))
 
 
 def _same_address(a: str, b: str) -> bool:

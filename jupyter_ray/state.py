@@ -20,6 +20,7 @@ from .runtime.feed_client import FeedView, StateFeed
 from .runtime.state_schema import (
     ActorState,
     GpuState,
+    JobState,
     NodeState,
     ObjectState,
     TaskState,
@@ -31,12 +32,14 @@ __all__ = [
     "ActorState",
     "FeedView",
     "GpuState",
+    "JobState",
     "NodeState",
     "ObjectState",
     "StateFeed",
     "TaskState",
     "TaskSummary",
     "list_actors",
+    "list_jobs",
     "list_nodes",
     "list_objects",
     "list_tasks",
@@ -83,6 +86,14 @@ def list_nodes(
     filters: list[tuple[str, str, Any]] | None = None, limit: int | None = DEFAULT_LIMIT
 ) -> list[NodeState]:
     return list(_query("list_nodes", filters, limit))
+
+
+def list_jobs() -> list[JobState]:
+    """Drivers (scripts, notebook kernels) of the node this process is attached to: the
+    connected ones and the last 100 that left. ``metadata["kernel_id"]`` names a kernel."""
+    from .api import _require_client
+
+    return list(_require_client().query("list_jobs"))
 
 
 def summarize_tasks() -> TaskSummary:

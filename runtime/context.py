@@ -80,6 +80,10 @@ def current_cell_id() -> str | None:
 driver_job_id: str | None = None
 """Set in a driver when it connects: the id of its job (one per driver connection)."""
 
+job_metadata: dict[str, str] = {}
+"""What a driver tells its node about its job when it connects (``JobInfo``): the kernel
+layer puts the kernel's id here; ``origin`` says what kind of driver it is."""
+
 
 job_runtime_env: dict[str, Any] | None = None
 """Set by a driver's ``init(runtime_env=...)``: the base of its tasks' runtime envs."""

@@ -35,6 +35,7 @@ from .exceptions import TaskCancelledError, WorkerCrashedError
 from .feed import ChangeFeed
 from .history import TaskHistory
 from .ids import object_id_for, random_id, task_id_of
+from .jobs import JobTable
 from .object_manager import ObjectManager
 from .objects import ObjectEntry, ObjectTable
 from .placement import PG_QUERIES, PlacementGroupRecord, PlacementGroups
@@ -115,11 +116,15 @@ class NodeManager(
         token: str | None = None,
         join: tuple[str, int] | None = None,
         zygote: subprocess.Popen[bytes] | None = None,
+        origin: str = "script",
+        label: str = "",
     ) -> None:
         self.node_id = random_id(14)
         self.session_dir = session_dir
         self.socket_path = os.path.join(session_dir, SOCKET_NAME)
         self.embedded = embedded
+        self.origin = origin
+        self.label = label
         self.listen = listen
         self.token = token
         self.tcp_address: str | None = None
@@ -150,6 +155,7 @@ class NodeManager(
         self.functions: dict[bytes, tuple[str, bytes]] = {}
         self.actors = ActorDirectory()
         self.history = TaskHistory(max(task_history, 0))
+        self.jobs = JobTable()
         self.recording = task_history >= 0  # -1 turns task recording off (benchmarks)
         self.feed = ChangeFeed()
         self.telemetry = Telemetry()
@@ -195,6 +201,7 @@ class NodeManager(
             p.FeedResync: self.on_feed_resync,
             p.NodeRegister: self.on_node_register,
             p.NodeStatus: self.on_node_status,
+            p.JobInfo: self.on_job_info,
         }
 
     # --- life cycle ------------------------------------------------------------------
@@ -220,6 +227,8 @@ class NodeManager(
             self.tcp_address,
             os.path.join(self.session_dir, "token") if self.token else None,
             None if self.join is None else f"{self.join[0]}:{self.join[1]}",
+            self.origin,
+            self.label,
         )
         if on_ready is not None:
             on_ready()
@@ -330,6 +339,7 @@ class NodeManager(
 
     def _on_lost(self, conn: ServerConnection) -> None:
         self.conns.pop(conn.conn_id, None)
+        self.jobs.connection_lost(conn.conn_id)
         self.feed.unsubscribe(conn.conn_id)
         self.member_lost(conn)
         freed: list[ObjectEntry] = []
@@ -382,6 +392,9 @@ class NodeManager(
             self.idle.append(worker)
             self._dispatch_tasks()
 
+    def on_job_info(self, conn: ServerConnection, msg: p.JobInfo) -> None:
+        self.jobs.started(conn.conn_id, msg.job_id, conn.pid, msg.metadata)
+
     def on_register_function(self, conn: ServerConnection, msg: p.RegisterFunction) -> None:
         self.functions[msg.fn_id] = (msg.name, msg.payload)
 
@@ -413,6 +426,8 @@ class NodeManager(
             return [{"pid": w.pid, "busy": w.task is not None} for w in self.workers.values()]
         if what == "worker_pids":  # every worker process started and not yet reaped
             return self.processes.pids()
+        if what == "list_jobs":
+            return self.jobs.states()
         if what in STATE_QUERIES:
             return self.state_query(what, arg)
         if what in ACTOR_QUERIES:
@@ -898,6 +913,8 @@ def main(argv: list[str] | None = None, zygote: subprocess.Popen[bytes] | None =
     )
     parser.add_argument("--listen", default=None, help="HOST:PORT of the cluster port")
     parser.add_argument("--join", default=None, help="HOST:PORT of the head to join")
+    parser.add_argument("--origin", default="script", help="who started it (for the registry)")
+    parser.add_argument("--label", default="", help="a hint for people reading the registry")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -920,6 +937,8 @@ def main(argv: list[str] | None = None, zygote: subprocess.Popen[bytes] | None =
         token=token,
         join=_host_port(args.join) if args.join else None,
         zygote=zygote,
+        origin=args.origin,
+        label=args.label,
     )
 
     def ready() -> None:

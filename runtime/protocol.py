@@ -169,6 +169,14 @@ class Hello:
 
 
 @dataclass(slots=True)
+class JobInfo:
+    """A driver says which job it is, once it connects (see ``jobs.py``)."""
+
+    job_id: str
+    metadata: dict[str, str]  # who the driver is: kernel id, notebook, entry point...
+
+
+@dataclass(slots=True)
 class RegisterFunction:
     fn_id: bytes
     name: str

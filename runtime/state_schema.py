@@ -112,6 +112,15 @@ class NodeState(_Record):
 
 
 @dataclass(slots=True)
+class JobState(_Record):
+    job_id: str  # what tasks carry in TaskState.job_id
+    pid: int  # the driver process (a script, a notebook kernel)
+    start_time: float
+    end_time: float | None  # when the driver disconnected; None while it is connected
+    metadata: dict[str, str]  # e.g. {"kernel_id": ..., "origin": "kernel"}
+
+
+@dataclass(slots=True)
 class TaskSummary(_Record):
     by_state: dict[str, int]  # tasks known now (live and kept history), per state
     by_name: dict[str, dict[str, int]]  # function name -> state -> count

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from ..state import (
     list_actors,
+    list_jobs,
     list_nodes,
     list_objects,
     list_tasks,
     summarize_tasks,
 )
 
-__all__ = ["list_actors", "list_nodes", "list_objects", "list_tasks", "summarize_tasks"]
+__all__ = [
+    "list_actors",
+    "list_jobs",
+    "list_nodes",
+    "list_objects",
+    "list_tasks",
+    "summarize_tasks",
+]

@@ -399,3 +399,34 @@ def test_ray_names_for_the_state_api_and_node_address(ray_2cpu: Any) -> None:
     (node,) = ray.nodes()
     assert ray.util.get_node_ip_address() == node["NodeManagerAddress"]
     assert ray.get(address.remote()) == node["NodeManagerAddress"]
+
+
+def test_jobs_list_every_driver_with_its_metadata(ray_2cpu: Any, tmp_path: Any) -> None:
+    me = ray.get_runtime_context().get_job_id()
+    (mine,) = [j for j in state.list_jobs() if j.job_id == me]
+    assert mine.pid == os.getpid() and mine.end_time is None
+    assert mine.metadata["origin"] == "script"
+    # a second driver, as a kernel would announce itself
+    script = tmp_path / "other.py"
+    script.write_text(
+        "import sys, jupyter_ray as ray\n"
+        "from jupyter_ray.runtime import context\n"
+        "context.job_metadata['kernel_id'] = 'kernel-123'\n"
+        "ray.init(address=sys.argv[1])\n"
+        "print(ray.get_runtime_context().get_job_id())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, str(script), ray_2cpu.address + "/node.sock"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    other_id = out.stdout.strip()
+
+    def other() -> state.JobState | None:
+        return next((j for j in state.list_jobs() if j.job_id == other_id), None)
+
+    _eventually(lambda: (job := other()) is not None and job.end_time is not None)
+    job = other()
+    assert job is not None and job.metadata["kernel_id"] == "kernel-123"
