@@ -112,7 +112,9 @@ def _start(args: argparse.Namespace) -> int:
         totals, store = node_resources(
             args.num_cpus, args.num_gpus, resources, args.object_store_memory
         )
-        node = start_local_node(totals, store, head=True, listen=f"{args.host}:{args.port}")
+        node = start_local_node(
+            totals, store, head=True, listen=f"{args.host}:{args.port}", origin="cli"
+        )
     except (ValueError, TypeError) as err:
         print(f"jupyter-ray: {err}", file=sys.stderr)
         return 2
@@ -164,6 +166,7 @@ def _join(args: argparse.Namespace) -> int:
             listen=f"{args.host}:0",
             join=args.address,
             token=token,
+            origin="cli",
         )
     except (ValueError, TypeError) as err:
         print(f"jupyter-ray: {err}", file=sys.stderr)

@@ -1,8 +1,13 @@
 """Finding running runtimes on this machine: one small JSON file per node manager.
 
-Each node manager records its socket in ``<tmp>/jupyter_ray-<uid>/sessions/<node>.json``
-(readable by its owner only) and removes the file when it stops. ``init(address="auto")``
-and the ``jupyter-ray`` command line use these files to attach.
+This is the one registry of runtimes on a machine: each node manager records itself in
+``<Jupyter runtime dir>/jupyter_ray/<node>.json`` (the folder and files readable by their
+owner only) and removes the file when it stops; files of processes that died are pruned
+whenever the registry is read. A runtime started by a script, a notebook kernel, the
+Jupyter server or ``jupyter-ray start`` is listed alike, with ``origin`` saying which.
+``init(address="auto")``, the ``jupyter-ray`` command line and the server extension read
+it. The folder is Jupyter's runtime directory, found by the rule of
+``jupyter_core.paths.jupyter_runtime_dir`` (this package imports no Jupyter code).
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import sys
 import time
 from dataclasses import asdict, dataclass
 
@@ -25,6 +30,8 @@ class SessionInfo:
     tcp_address: str | None = None  # HOST:PORT of the cluster port, if it listens
     token_file: str | None = None
     head_address: str | None = None  # HOST:PORT of the head a worker node joined
+    origin: str = "script"  # who started it: script, kernel, server or cli
+    label: str = ""  # a human hint: the kernel's id, the server's URL...
 
     @property
     def is_member(self) -> bool:
@@ -32,8 +39,29 @@ class SessionInfo:
         return self.head_address is not None
 
 
+ORIGINS = ("script", "kernel", "server", "cli")
+
+
+def jupyter_runtime_dir() -> str:
+    """Jupyter's runtime directory, by ``jupyter_core.paths.jupyter_runtime_dir``'s rule
+    (``JUPYTER_RUNTIME_DIR``, else ``JUPYTER_DATA_DIR/runtime``, else the platform's
+    default); a test checks that both agree."""
+    env = os.environ
+    if env.get("JUPYTER_RUNTIME_DIR"):
+        return env["JUPYTER_RUNTIME_DIR"]
+    if env.get("JUPYTER_DATA_DIR"):
+        data = env["JUPYTER_DATA_DIR"]
+    elif sys.platform == "darwin":
+        data = os.path.join(os.path.expanduser("~"), "Library", "Jupyter")
+    else:
+        xdg = env.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+        data = os.path.join(xdg, "jupyter")
+    return os.path.join(data, "runtime")
+
+
 def sessions_dir() -> str:
-    path = os.path.join(tempfile.gettempdir(), f"jupyter_ray-{os.getuid()}", "sessions")
+    """The registry folder (created owner-only when missing)."""
+    path = os.path.join(jupyter_runtime_dir(), "jupyter_ray")
     os.makedirs(path, mode=0o700, exist_ok=True)
     return path
 
@@ -45,10 +73,21 @@ def write_session(
     tcp_address: str | None = None,
     token_file: str | None = None,
     head_address: str | None = None,
+    origin: str = "script",
+    label: str = "",
 ) -> str:
     path = os.path.join(sessions_dir(), f"{node_id}.json")
     info = SessionInfo(
-        node_id, socket, os.getpid(), time.time(), embedded, tcp_address, token_file, head_address
+        node_id,
+        socket,
+        os.getpid(),
+        time.time(),
+        embedded,
+        tcp_address,
+        token_file,
+        head_address,
+        origin,
+        label,
     )
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

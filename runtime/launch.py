@@ -81,6 +81,8 @@ def start_local_node(
     listen: str | None = None,
     join: str | None = None,
     token: str | None = None,
+    origin: str = "script",
+    label: str = "",
 ) -> LocalNode:
     """Start a node manager (and its workers) and wait until it listens.
 
@@ -121,6 +123,7 @@ def start_local_node(
         cmd += ["--listen", listen]
     if join:
         cmd += ["--join", join]
+    cmd += ["--origin", origin, "--label", label]
     env = dict(os.environ)
     if token:
         env["JUPYTER_RAY_TOKEN"] = token  # in the environment, not on the command line

@@ -23,6 +23,19 @@ def _children() -> dict[int, psutil.Process]:
         return {}
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A registry of runtimes (Jupyter's runtime directory) of the test run's own, so that
+    ``address="auto"`` never finds a runtime the developer started outside the tests."""
+    previous = os.environ.get("JUPYTER_RUNTIME_DIR")
+    os.environ["JUPYTER_RUNTIME_DIR"] = str(tmp_path_factory.mktemp("jupyter-runtime"))
+    yield
+    if previous is None:
+        os.environ.pop("JUPYTER_RUNTIME_DIR", None)
+    else:
+        os.environ["JUPYTER_RUNTIME_DIR"] = previous
+
+
 @pytest.fixture(autouse=True)
 def no_leaked_processes() -> Iterator[None]:
     before = set(_children())

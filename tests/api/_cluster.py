@@ -1,7 +1,8 @@
 """Clusters started from the command line, shared by the cluster suites.
 
-``head`` starts a head node through the CLI with a private TMPDIR, so ``jupyter-ray stop``
-and ``address="auto"`` only see the runtime the test started; ``Head.add_node`` starts
+``head`` starts a head node through the CLI with a private TMPDIR and Jupyter runtime
+directory (where the registry of runtimes lives), so ``jupyter-ray stop`` and
+``address="auto"`` only see the runtime the test started; ``Head.add_node`` starts
 worker nodes that join it. Everything started is killed by pid at the end.
 """
 
@@ -63,8 +64,10 @@ def head_fixture(tmp_path: Any, monkeypatch: Any) -> Iterator[Head]:
 
     Import ``head_fixture`` into a test module to use the ``head`` fixture.
     """
-    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    registry = str(tmp_path / "jupyter-runtime")
+    env = {**os.environ, "TMPDIR": str(tmp_path), "JUPYTER_RUNTIME_DIR": registry}
     monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", registry)
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))

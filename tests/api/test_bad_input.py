@@ -105,7 +105,8 @@ def test_unpicklable_return_value_fails_the_task_not_the_runtime(ray_2cpu: Any) 
 def test_bad_init_arguments(ray_start: Any, tmp_path: Any, monkeypatch: Any) -> None:
     import tempfile
 
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # no runtimes to find here
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path))  # no runtimes to find here
     with pytest.raises(TypeError, match="unexpected keyword"):
         ray.init(num_cpu=2)
     with pytest.raises(ValueError, match="num_cpus must be >= 0"):

@@ -1,7 +1,8 @@
 """Clusters started from the command line: a head, worker nodes, drivers that attach.
 
-Each test runs the CLI with a private TMPDIR, so ``jupyter-ray stop`` and ``address="auto"``
-only see the runtime the test started; whatever it started is killed by pid at the end.
+Each test runs the CLI with a private TMPDIR and registry of runtimes, so ``jupyter-ray
+stop`` and ``address="auto"`` only see the runtime the test started; whatever it started
+is killed by pid at the end.
 Every node is a separate node manager with its own shared-memory store, workers and
 resources, talking to the others over authenticated loopback TCP.
 """
@@ -123,11 +124,12 @@ def test_status_then_stop_reports_how_many(head: Head) -> None:
     assert head.cli("status", check=False).returncode == 1  # nothing left to attach to
 
 
-def test_start_says_what_is_missing(head: Head, monkeypatch: Any) -> None:
+def test_start_says_what_is_missing(head: Head, monkeypatch: Any, tmp_path: Any) -> None:
     out = head.cli("start", check=False)
     assert out.returncode == 2 and "--head" in out.stderr
     env = {k: v for k, v in head.env.items() if k != "JUPYTER_RAY_TOKEN"}
-    env["TMPDIR"] = "/nonexistent-dir-for-test"  # no local session to borrow the token from
+    env["TMPDIR"] = "/nonexistent-dir-for-test"
+    env["JUPYTER_RUNTIME_DIR"] = str(tmp_path)  # no local session to borrow the token from
     out = subprocess.run(
         [sys.executable, "-m", "jupyter_ray.cli", "start", "--address", "127.0.0.1:1"],
         capture_output=True,

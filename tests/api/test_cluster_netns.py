@@ -103,8 +103,8 @@ def test_worker_node_on_its_own_address_joins_and_moves_data(
     head_tmp, node_tmp = tmp_path / "head", tmp_path / "node"
     head_tmp.mkdir()
     node_tmp.mkdir()
-    head_env = {**os.environ, "TMPDIR": str(head_tmp)}
-    node_env = {**os.environ, "TMPDIR": str(node_tmp)}
+    head_env = {**os.environ, "TMPDIR": str(head_tmp), "JUPYTER_RUNTIME_DIR": str(head_tmp)}
+    node_env = {**os.environ, "TMPDIR": str(node_tmp), "JUPYTER_RUNTIME_DIR": str(node_tmp)}
     cli = [sys.executable, "-m", "jupyter_ray.cli"]
     in_ns = ["ip", "netns", "exec", two_hosts.namespace, *cli]
     small = ["--num-cpus", "1", "--object-store-memory", str(128 << 20)]
@@ -137,6 +137,7 @@ def test_worker_node_on_its_own_address_joins_and_moves_data(
         pids.append(node_pid)
 
         monkeypatch.setenv("TMPDIR", str(head_tmp))
+        monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(head_tmp))
         monkeypatch.setattr(tempfile, "tempdir", str(head_tmp))
         ray.init(address="auto")  # the driver runs on the head's host
         deadline = time.monotonic() + 60

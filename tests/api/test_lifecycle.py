@@ -129,6 +129,7 @@ def test_a_killed_node_managers_store_is_freed_by_the_next_start(
     # SIGKILL gives a node manager no chance to remove its arena (memory, in /dev/shm) or
     # its spill folder; the next runtime started on the machine does it.
     monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "jupyter-runtime"))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     small = ["--num-cpus", "1", "--object-store-memory", str(64 << 20)]
     out = subprocess.run(
