@@ -399,6 +399,12 @@ class ActorManager(ClusterActors):
             self.objects.release(oid, freed)
         for entry in freed:
             self._release_memory(entry)
+        # Calls released to another node but not sent yet: the sender skips them once the
+        # route is gone, and no host will ever answer them, so they fail here.
+        for rec in record.outbox:
+            if record.inflight.pop(rec.spec.task_id, None) is not None:
+                self._fail(rec, self._death_error(record))
+        record.outbox.clear()
         for rec in self.actors.drain(record):
             for oid in rec.spec.deps:
                 waiters = self.waiting_on.get(oid)

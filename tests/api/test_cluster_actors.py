@@ -209,3 +209,30 @@ def test_actors_on_a_node_that_dies_restart_elsewhere_or_name_it(head: Head) -> 
     for ref in (doomed, mortal.add.remote("b")):
         with pytest.raises(RayActorError, match=victim_id):
             ray.get(ref, timeout=120)
+
+
+@ray.remote
+class SlowToFail:
+    def __init__(self) -> None:
+        time.sleep(0.05)  # calls pile up on the owner meanwhile
+        raise KeyError("no config on this node")
+
+    def ping(self) -> str:
+        return "pong"
+
+
+def test_every_call_fails_when_a_constructor_fails_on_another_node(head: Head) -> None:
+    # Calls released towards the host but not sent yet when the constructor's failure
+    # came back used to be skipped by the sender and never answered (a hang under load).
+    head.add_node("--num-cpus", "1", "--resources", '{"c": 1}')
+    ray.init(address=head.address)
+    head.wait_nodes(2)
+    for _ in range(5):  # the race is in timing: more rounds, more chances to catch it
+        broken = SlowToFail.options(resources={"c": 1}).remote()
+        refs = []
+        for _ in range(200):
+            refs.append(broken.ping.remote())
+            time.sleep(0.001)
+        for ref in refs:
+            with pytest.raises(ActorDiedError, match="no config on this node"):
+                ray.get(ref, timeout=60)
