@@ -39,7 +39,7 @@ if TYPE_CHECKING:
         wait,
     )
     from .remote_function import RemoteFunction
-    from .runtime.object_ref import ObjectRef
+    from .runtime.object_ref import ObjectID, ObjectRef
     from .runtime_context import RuntimeContext, get_runtime_context
     from .state import timeline
 
@@ -68,6 +68,7 @@ _WHERE = {
     "wait": "api",
     "RemoteFunction": "remote_function",
     "ObjectRef": "runtime.object_ref",
+    "ObjectID": "runtime.object_ref",
     "RuntimeContext": "runtime_context",
     "get_runtime_context": "runtime_context",
     "timeline": "state",
@@ -94,11 +95,40 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
 
 
+# --- entry points for Jupyter; each imports its (Jupyter-dependent) subpackage lazily ---
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext jupyter_ray``: the magics and the notebook integration."""
+    from .kernel import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from .kernel import unload_ipython_extension as unload
+
+    unload(ipython)
+
+
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    """The jupyter_server extension that owns the runtime (``jupyter_ray.server``)."""
+    from .server.app import JupyterRay
+
+    return [{"module": "jupyter_ray", "app": JupyterRay}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where the built JupyterLab extension sits inside this package."""
+    return [{"src": "labextension", "dest": "jupyter-ray"}]
+
+
 __version__ = "0.1.0"
 
 __all__ = [
     "ActorClass",
     "ActorHandle",
+    "ObjectID",
     "ObjectRef",
     "RemoteFunction",
     "RuntimeContext",

@@ -397,6 +397,8 @@ def wait(
             raise TypeError(
                 f"wait() takes a list of ObjectRefs, but it contains {type(r).__name__} {_short(r)}"
             )
+    if not refs:
+        return [], []  # as Ray: nothing to wait for
     if len(set(refs)) != len(refs):
         raise ValueError("wait() requires a list of unique ObjectRefs; remove the duplicates.")
     if isinstance(num_returns, bool) or not isinstance(num_returns, int):

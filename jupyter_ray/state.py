@@ -38,6 +38,8 @@ __all__ = [
     "StateFeed",
     "TaskState",
     "TaskSummary",
+    "get_actor",
+    "get_task",
     "list_actors",
     "list_jobs",
     "list_nodes",
@@ -86,6 +88,22 @@ def list_nodes(
     filters: list[tuple[str, str, Any]] | None = None, limit: int | None = DEFAULT_LIMIT
 ) -> list[NodeState]:
     return list(_query("list_nodes", filters, limit))
+
+
+def get_actor(actor_id: str) -> ActorState | None:
+    """The actor with this hex id (``handle._ray_actor_id``), or None, as Ray's."""
+    if not isinstance(actor_id, str):
+        raise TypeError(f"get_actor() takes the actor's hex id (a str), got {actor_id!r}")
+    found = list_actors(filters=[("actor_id", "=", actor_id)], limit=1)
+    return found[0] if found else None
+
+
+def get_task(task_id: str) -> TaskState | None:
+    """The task with this hex id, or None when it is unknown or forgotten."""
+    if not isinstance(task_id, str):
+        raise TypeError(f"get_task() takes the task's hex id (a str), got {task_id!r}")
+    found = list_tasks(filters=[("task_id", "=", task_id)], limit=1)
+    return found[0] if found else None
 
 
 def list_jobs() -> list[JobState]:

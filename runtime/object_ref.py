@@ -84,6 +84,14 @@ class ObjectRef:
     def __await__(self) -> Generator[Any, None, Any]:
         return asyncio.wrap_future(self.future()).__await__()
 
+    def as_future(self) -> asyncio.Future[Any]:
+        """An ``asyncio.Future`` of the value, on the running event loop (as Ray's)."""
+        return asyncio.wrap_future(self.future())
+
 
 def _rebuild(object_id: bytes) -> ObjectRef:
     return ObjectRef(object_id)
+
+
+ObjectID = ObjectRef
+"""Ray's older name for ``ObjectRef``, kept for programs that still use it."""

@@ -1,5 +1,6 @@
 """Utilities built on the public API: ``ActorPool``, ``queue.Queue``,
-``multiprocessing.Pool``, placement groups, named-actor listing."""
+``multiprocessing.Pool``, ``as_completed`` and ``map_unordered``, placement groups,
+named-actor listing."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from . import multiprocessing, queue, scheduling_strategies, state
 from .actor_pool import ActorPool
+from .completion import as_completed, map_unordered
 from .placement_group import (
     PlacementGroup,
     get_placement_group,
@@ -18,9 +20,11 @@ from .placement_group import (
 __all__ = [
     "ActorPool",
     "PlacementGroup",
+    "as_completed",
     "get_node_ip_address",
     "get_placement_group",
     "list_named_actors",
+    "map_unordered",
     "multiprocessing",
     "placement_group",
     "placement_group_table",

@@ -27,7 +27,7 @@ from ..actor import ActorHandle, kill
 from ..runtime.exceptions import GetTimeoutError
 from ..runtime.object_ref import ObjectRef
 
-__all__ = ["AsyncResult", "Pool", "TimeoutError"]
+__all__ = ["AsyncResult", "IMapIterator", "Pool", "TimeoutError"]
 
 TimeoutError = multiprocessing.TimeoutError  # what AsyncResult.get(timeout) raises
 
@@ -181,6 +181,9 @@ class Pool:
         else:
             self._actor_class = api.remote(_PoolProcess)
         self._actors: list[ActorHandle] = [self._new_actor() for _ in range(processes)]
+        # As the standard library's: the pool is started (every initializer has run, or
+        # raised here) when the constructor returns.
+        api.get([actor.pid.remote() for actor in self._actors])
         self._given = [0] * processes  # chunks given to each actor (maxtasksperchild)
         self._turn = itertools.cycle(range(processes))
         self._outstanding: list[ObjectRef] = []  # for join(); done ones pruned now and then
@@ -298,35 +301,15 @@ class Pool:
 
     def imap(
         self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int = 1
-    ) -> Iterator[Any]:
+    ) -> IMapIterator:
         """Results in order, each as soon as it and those before it are done."""
-        refs = self._chunks(func, iterable, chunksize, False)
-        return self._in_order(refs)
+        return IMapIterator(self._chunks(func, iterable, chunksize, False), ordered=True)
 
     def imap_unordered(
         self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int = 1
-    ) -> Iterator[Any]:
+    ) -> IMapIterator:
         """Results as they are done, in any order."""
-        refs = self._chunks(func, iterable, chunksize, False)
-        return self._as_done(refs)
-
-    @staticmethod
-    def _in_order(refs: list[ObjectRef]) -> Iterator[Any]:
-        for ref in refs:
-            yield from api.get(ref)
-
-    @staticmethod
-    def _as_done(refs: list[ObjectRef]) -> Iterator[Any]:
-        pending = list(refs)
-        while pending:
-            # everything done by now in one look, else block for the next one
-            ready, pending = api.wait(
-                pending, num_returns=len(pending), timeout=0, fetch_local=False
-            )
-            if not ready:
-                ready, pending = api.wait(pending, num_returns=1)
-            for chunk in api.get(ready):
-                yield from chunk
+        return IMapIterator(self._chunks(func, iterable, chunksize, False), ordered=False)
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -362,6 +345,47 @@ class Pool:
 
     def __exit__(self, *exc: object) -> None:
         self.terminate()
+
+
+class IMapIterator(Iterator[Any]):
+    """What ``imap`` and ``imap_unordered`` return: an iterator whose ``next(timeout)``
+    raises ``TimeoutError`` when no result comes in time, as the standard library's."""
+
+    def __init__(self, refs: list[ObjectRef], ordered: bool) -> None:
+        self._refs = list(refs)  # chunks not taken yet, in submission order
+        self._ordered = ordered
+        self._values: list[Any] = []  # results of taken chunks, not yielded yet (reversed)
+
+    def __iter__(self) -> IMapIterator:
+        return self
+
+    def __next__(self) -> Any:
+        return self.next()
+
+    def next(self, timeout: float | None = None) -> Any:
+        """The next result; waits up to ``timeout`` seconds (None: for ever)."""
+        if timeout is not None and (not isinstance(timeout, int | float) or timeout < 0):
+            raise ValueError(f"timeout must be a non-negative number or None, got {timeout!r}")
+        while not self._values:
+            if not self._refs:
+                raise StopIteration
+            self._take(timeout)
+        return self._values.pop()
+
+    def _take(self, timeout: float | None) -> None:
+        if self._ordered:
+            ready, _ = api.wait(self._refs[:1], timeout=timeout, fetch_local=False)
+        else:
+            # everything done by now in one look, else block for the next one
+            ready, _ = api.wait(self._refs, num_returns=len(self._refs), timeout=0)
+            if not ready:
+                ready, _ = api.wait(self._refs, num_returns=1, timeout=timeout)
+        if not ready:
+            raise TimeoutError(f"no result within {timeout} s")
+        taken = {ref.binary() for ref in ready}
+        self._refs = [ref for ref in self._refs if ref.binary() not in taken]
+        values = [value for chunk in api.get(ready) for value in chunk]
+        self._values = values[::-1]
 
 
 class _Call:

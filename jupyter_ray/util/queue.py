@@ -69,6 +69,22 @@ def _unwrap(ref: Any) -> Any:
         raise
 
 
+async def _unwrap_async(ref: Any) -> Any:
+    try:
+        return await ref
+    except RayTaskError as err:
+        if isinstance(err.cause, Empty | Full):
+            raise type(err.cause)(str(err.cause)) from None
+        raise
+
+
+def _check_timeout(timeout: float | None) -> None:
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0
+    ):
+        raise ValueError(f"timeout must be a non-negative number or None, got {timeout!r}")
+
+
 class Queue:
     """A FIFO queue usable from the driver, tasks and actors (pass it as an argument).
 
@@ -89,7 +105,7 @@ class Queue:
         return self.size()
 
     def size(self) -> int:
-        return int(get(self.actor.qsize.remote()))
+        return int(get(self._handle().qsize.remote()))
 
     qsize = size
 
@@ -101,26 +117,44 @@ class Queue:
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         """Add an item; waits for a free slot up to ``timeout`` when ``block``."""
-        if timeout is not None and timeout < 0:
-            raise ValueError("timeout must be a non-negative number or None")
+        _check_timeout(timeout)
         if not block:
             self.put_nowait(item)
             return
-        _unwrap(self.actor.put.remote(item, timeout))
+        _unwrap(self._handle().put.remote(item, timeout))
+
+    async def put_async(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        """``put`` for asyncio code (an async actor, a notebook's ``await``)."""
+        _check_timeout(timeout)
+        if not block:
+            await _unwrap_async(self._handle().put_nowait_batch.remote([item]))
+        else:
+            await _unwrap_async(self._handle().put.remote(item, timeout))
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         """Remove and return an item; waits up to ``timeout`` when ``block``."""
-        if timeout is not None and timeout < 0:
-            raise ValueError("timeout must be a non-negative number or None")
+        _check_timeout(timeout)
         if not block:
             return self.get_nowait()
-        return _unwrap(self.actor.get.remote(timeout))
+        return _unwrap(self._handle().get.remote(timeout))
+
+    async def get_async(self, block: bool = True, timeout: float | None = None) -> Any:
+        """``get`` for asyncio code."""
+        _check_timeout(timeout)
+        if not block:
+            return (await _unwrap_async(self._handle().get_nowait_batch.remote(1)))[0]
+        return await _unwrap_async(self._handle().get.remote(timeout))
+
+    def _handle(self) -> Any:
+        if self.actor is None:
+            raise RuntimeError("this Queue was shut down; create a new Queue to go on")
+        return self.actor
 
     def put_nowait(self, item: Any) -> None:
         self.put_nowait_batch([item])
 
     def put_nowait_batch(self, items: Iterable[Any]) -> None:
-        _unwrap(self.actor.put_nowait_batch.remote(list(items)))
+        _unwrap(self._handle().put_nowait_batch.remote(list(items)))
 
     def get_nowait(self) -> Any:
         return self.get_nowait_batch(1)[0]
@@ -128,16 +162,22 @@ class Queue:
     def get_nowait_batch(self, num_items: int) -> list[Any]:
         if isinstance(num_items, bool) or not isinstance(num_items, int) or num_items < 0:
             raise ValueError(f"num_items must be an int >= 0, got {num_items!r}")
-        return list(_unwrap(self.actor.get_nowait_batch.remote(num_items)))
+        return list(_unwrap(self._handle().get_nowait_batch.remote(num_items)))
 
     def shutdown(self, force: bool = False, grace_period_s: int = 5) -> None:
-        """Stop the queue's actor; the queue cannot be used afterwards."""
+        """Stop the queue's actor; the queue cannot be used afterwards. Without ``force``
+        the actor ends after the calls already sent to it, or is killed after
+        ``grace_period_s`` seconds, as in Ray."""
         from ..actor import kill
+        from ..api import wait
 
         if self.actor is None:
             return
+        actor, self.actor = self.actor, None
         if force:
-            kill(self.actor, no_restart=True)
-        else:
-            self.actor.__ray_terminate__.remote()
-        self.actor = None
+            kill(actor, no_restart=True)
+            return
+        done = actor.__ray_terminate__.remote()
+        ready, _ = wait([done], timeout=grace_period_s)
+        if not ready:
+            kill(actor, no_restart=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from ..state import (
+    get_actor,
+    get_task,
     list_actors,
     list_jobs,
     list_nodes,
@@ -12,6 +14,8 @@ from ..state import (
 )
 
 __all__ = [
+    "get_actor",
+    "get_task",
     "list_actors",
     "list_jobs",
     "list_nodes",
