@@ -64,7 +64,10 @@ class StateFeed:
         self, socket_path: str, on_message: Callable[[Any, FeedView], None] | None = None
     ) -> None:
         self.view = FeedView()
+        # Kept only for someone iterating over the feed: queued unread, they would grow
+        # without bound (a server subscribed for days had gigabytes of them).
         self.messages: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._iterating = False
         self._on_message = on_message
         self._cond = threading.Condition()
         self.closed = False
@@ -84,7 +87,8 @@ class StateFeed:
                 self._conn.send(p.FeedResync())
                 return
             self._cond.notify_all()
-        self.messages.put(msg)
+        if self._iterating:
+            self.messages.put(msg)
         if self._on_message is not None:
             self._on_message(msg, self.view)
 
@@ -94,12 +98,22 @@ class StateFeed:
             self._cond.notify_all()
         self.messages.put(None)
 
+    def copy_records(self) -> tuple[int, dict[str, list[Any]]]:
+        """(sequence number, every record by kind) as of now, taken under the view's lock
+        (the reader thread applies updates meanwhile)."""
+        with self._cond:
+            return self.view.seq, {k: list(t.values()) for k, t in self.view.records.items()}
+
     def wait_for(self, predicate: Callable[[FeedView], bool], timeout: float) -> bool:
         """Block until ``predicate(view)`` holds (True) or ``timeout`` passes (False)."""
         with self._cond:
             return self._cond.wait_for(lambda: self.closed or predicate(self.view), timeout)
 
     def __iter__(self) -> Iterator[Any]:
+        """Each message from now on (the view already holds what came before)."""
+        self._iterating = True
+        if self.closed:
+            return
         while True:
             msg = self.messages.get()
             if msg is None:

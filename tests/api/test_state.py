@@ -430,3 +430,22 @@ def test_jobs_list_every_driver_with_its_metadata(ray_2cpu: Any, tmp_path: Any) 
     _eventually(lambda: (job := other()) is not None and job.end_time is not None)
     job = other()
     assert job is not None and job.metadata["kernel_id"] == "kernel-123"
+
+
+def test_a_feed_nobody_iterates_keeps_no_messages(ray_2cpu: Any) -> None:
+    # A subscriber that only reads the view (the Jupyter server) used to queue every
+    # message unread: gigabytes after a day.
+    feed = state.subscribe(lambda msg, view: None)
+    try:
+        ray.get([inc.remote(i) for i in range(200)])
+        assert feed.wait_for(lambda v: len(v.records["tasks"]) >= 200, timeout=30)
+        assert feed.messages.qsize() == 0
+    finally:
+        feed.close()
+    feed = state.subscribe()
+    try:
+        messages = iter(feed)
+        ray.get(inc.remote(1))
+        assert next(messages) is not None  # iterating still yields what comes
+    finally:
+        feed.close()
