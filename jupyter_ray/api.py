@@ -13,7 +13,7 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
@@ -30,6 +30,21 @@ T = TypeVar("T")
 
 _lock = threading.RLock()
 _node: LocalNode | None = None
+
+# --- hooks for the notebook layer (jupyter_ray.kernel sets them; None in a script) ------
+
+wait_hook: Callable[[str, list[ObjectRef], Callable[[], Any]], Any] | None = None
+"""Runs each blocking ``get``/``wait`` as ``hook(kind, refs, call)``, which must return
+``call()``: in a notebook it draws a progress bar and turns an interrupt into cancelling
+the cell's tasks."""
+
+connect_hooks: list[Callable[[CoreClient], None]] = []
+"""Called with each new connection of this driver, before any task is submitted (the
+notebook layer routes task output to cells)."""
+
+reinit_reuses = False
+"""True in a notebook: ``init()`` again reuses the runtime with a note instead of raising
+(notebooks are re-run all the time)."""
 
 
 @dataclass
@@ -162,8 +177,17 @@ def init(
     if namespace is not None and (not isinstance(namespace, str) or not namespace):
         raise ValueError(f"namespace must be a non-empty string, got {namespace!r}")
     with _lock:
+        if context.get_client() is None:
+            _notebook_integration()
         if context.get_client() is not None:
             if ignore_reinit_error:
+                return _info()
+            if reinit_reuses:
+                print(
+                    "jupyter_ray is already running in this kernel; reusing it "
+                    "(jupyter_ray.shutdown() or %ray_stop first to start another one).",
+                    file=sys.stderr,
+                )
                 return _info()
             raise RuntimeError(
                 "Maybe you called jupyter_ray.init twice by accident? Call "
@@ -187,12 +211,13 @@ def init(
                 f"unknown _system_config keys {sorted(config)}; supported: task_history, "
                 "record_tasks"
             )
+        about = context.job_metadata  # in a kernel: its id and label (kernel/identity.py)
         node = start_local_node(
             totals,
             store,
             task_history=history,
-            origin=context.job_metadata.get("origin", "script"),
-            label=context.job_metadata.get("label", ""),
+            origin=about.get("origin", "script"),
+            label=about.get("label", about.get("kernel_id", "")),
         )
         try:
             client = CoreClient(node.socket_path, "driver", owns_node=True)
@@ -207,11 +232,43 @@ def init(
         return _info()
 
 
-def _attach(address: str, log_to_driver: bool, token: str | None) -> RuntimeInfo:
-    """Connect this process to a runtime it did not start.
+def _notebook_integration() -> None:
+    """In IPython (a notebook kernel, a terminal), install ``jupyter_ray.kernel`` before
+    connecting: the job says which kernel it is, tasks carry their cell, output and
+    interrupts follow the cell. Imports nothing Jupyter where IPython is not running."""
+    if "IPython" not in sys.modules:
+        return
+    from .kernel import activate
 
-    A runtime on this machine is reached through its Unix socket (shared memory, zero
-    copy); any other ``HOST:PORT`` over TCP with the cluster token.
+    activate()
+
+
+def _attach(address: str, log_to_driver: bool, token: str | None) -> RuntimeInfo:
+    """Connect this process to a runtime it did not start."""
+    target, token = resolve_address(address, token)
+    try:
+        client = CoreClient(target, "driver", token=token)
+    except OSError as err:
+        raise ConnectionError(
+            f"Could not connect to a jupyter_ray cluster at {address!r}: {err}. Is "
+            "'jupyter-ray start --head' running there, and is the port reachable?"
+        ) from err
+    if not log_to_driver:
+        client.on_log = lambda msg: None
+    _connected(client)
+    return _info()
+
+
+def resolve_address(
+    address: str, token: str | None = None
+) -> tuple[str | tuple[str, int], str | None]:
+    """Where ``address`` points: a Unix socket path, or (host, port) and the token for it.
+
+    ``"auto"``: the runtime ``JUPYTER_RAY_ADDRESS`` names, else the newest cluster on this
+    machine. A path ending in ``.json``: the connection file of a Jupyter server's runtime
+    (the server points its kernels' ``JUPYTER_RAY_ADDRESS`` at it). A runtime on this
+    machine is reached through its Unix socket (shared memory, zero copy); any other
+    ``HOST:PORT`` over TCP with the cluster token.
     """
     from .runtime.auth import TOKEN_ENV
     from .runtime.discovery import find_cluster, find_sessions
@@ -222,6 +279,8 @@ def _attach(address: str, log_to_driver: bool, token: str | None) -> RuntimeInfo
         # as Ray's RAY_ADDRESS: set by whoever started this process next to a runtime
         # (the Jupyter server sets it for the kernels it starts)
         address = os.environ["JUPYTER_RAY_ADDRESS"]
+    if address.endswith(".json"):
+        address = _read_connection_file(address)
     if address == "auto":
         cluster = find_cluster()
         if cluster is None:
@@ -251,17 +310,31 @@ def _attach(address: str, log_to_driver: bool, token: str | None) -> RuntimeInfo
             "with 'jupyter-ray start --head', use address='auto' for one on this machine, "
             "or call init() with no address to run a local runtime inside this session."
         )
+    return target, token
+
+
+def _read_connection_file(path: str) -> str:
+    """The address in a Jupyter server's connection file (see ``jupyter_ray.server``)."""
+    import json
+
     try:
-        client = CoreClient(target, "driver", token=token)
-    except OSError as err:
+        with open(path) as f:
+            info = json.load(f)
+    except (OSError, ValueError) as err:
         raise ConnectionError(
-            f"Could not connect to a jupyter_ray cluster at {address!r}: {err}. Is "
-            "'jupyter-ray start --head' running there, and is the port reachable?"
+            f"Could not read the Jupyter server's runtime connection file {path!r} ({err}); "
+            "is that server still running? Unset JUPYTER_RAY_ADDRESS to start a runtime "
+            "of your own."
         ) from err
-    if not log_to_driver:
-        client.on_log = lambda msg: None
-    _connected(client)
-    return _info()
+    address = info.get("address") if isinstance(info, dict) else None
+    if not isinstance(address, str) or not address:
+        state = info.get("state", "stopped") if isinstance(info, dict) else "unknown"
+        raise ConnectionError(
+            f"The Jupyter server's jupyter_ray runtime is not running (it is {state}). "
+            "Start it from the jupyter_ray sidebar (or POST jupyter-ray/api/cluster), or "
+            "unset JUPYTER_RAY_ADDRESS to start a runtime of your own."
+        )
+    return address
 
 
 def _connected(client: CoreClient) -> None:
@@ -273,6 +346,8 @@ def _connected(client: CoreClient) -> None:
     metadata = {"origin": "script", "entrypoint": " ".join(sys.argv)[:200]}
     metadata.update(context.job_metadata)
     client.send(p.JobInfo(context.driver_job_id, metadata))
+    for hook in connect_hooks:
+        hook(client)
 
 
 def _same_address(a: str, b: str) -> bool:
@@ -369,7 +444,13 @@ def get(object_refs: Any, *, timeout: float | None = None) -> Any:
             f"{_short(bad)}.{hint} Values that are not refs need no get()."
         )
     _check_timeout(timeout)
-    values = _auto_client().get(list(refs), timeout)
+    client = _auto_client()
+    refs = list(refs)
+    hook = wait_hook
+    if hook is None:
+        values = client.get(refs, timeout)
+    else:
+        values = hook("get", refs, lambda: client.get(refs, timeout))
     return values[0] if single else values
 
 
@@ -411,7 +492,14 @@ def wait(
             f"({len(refs)}) passed to wait()."
         )
     _check_timeout(timeout)
-    ready_ids = _auto_client().wait_ready(refs, num_returns, timeout, fetch_local)
+    client = _auto_client()
+    hook = wait_hook
+    if hook is None:
+        ready_ids = client.wait_ready(refs, num_returns, timeout, fetch_local)
+    else:
+        ready_ids = hook(
+            "wait", refs, lambda: client.wait_ready(refs, num_returns, timeout, fetch_local)
+        )
     ready: list[ObjectRef] = []
     rest: list[ObjectRef] = []
     for r in refs:

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 import weakref
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +40,8 @@ from .store import Arena, map_file_readonly, map_file_writable
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL = 0.05
+SUBMITTED_BY_KEPT = 10_000
+"""Nested tasks a worker remembers the submitter of, for their output (oldest dropped)."""
 FETCH_AFTER = 0.005
 """How long a blocked get/wait waits for pushed results before asking for their values."""
 
@@ -102,6 +104,9 @@ class CoreClient:
         self._replies: dict[int, list[Any]] = {}
         self._req_ids = itertools.count(1)
         self._registered: set[bytes] = set()
+        # In a worker: which of its tasks submitted each task it owns, so that a nested
+        # task's output can follow its parent's up to the driver (see _show_log).
+        self._submitted_by: OrderedDict[bytes, bytes] = OrderedDict()
         self.lanes = LaneTable()  # direct actor calls (direct.py)
         self._send_lock = threading.Lock()
         self.tasks: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -285,11 +290,32 @@ class CoreClient:
             log.warning("unexpected message from the node manager: %r", kind)
 
     def _show_log(self, msg: p.LogLines) -> None:
-        """A task's output: to the Jupyter hook when set, else to this process's streams."""
+        """A task's output: to the Jupyter hook when set, else to this process's streams.
+
+        A worker gets the output of the tasks its tasks submitted (it owns them): that
+        goes on up as the output of the submitting task, so it reaches the driver, and in
+        a notebook the cell, that the whole tree of tasks works for.
+        """
         if self.on_log is not None:
             self.on_log(msg)
-        else:
-            _print_log(msg)
+            return
+        parent = self._submitted_by.get(msg.task_id) if self.role == "worker" else None
+        if parent is not None and not self.closed:
+            up = p.LogLines(
+                parent,
+                msg.name,
+                msg.pid,
+                msg.stream,
+                msg.text,
+                msg.cell_id,
+                msg.cell_execution_count,
+            )
+            try:
+                self.send(up)
+                return
+            except (ConnectionError, OSError):
+                pass
+        _print_log(msg)
 
     def _on_object(self, msg: p.ObjectAvailable) -> None:
         oid = msg.object_id
@@ -423,6 +449,11 @@ class CoreClient:
             concurrency_group=concurrency_group,
         )
         refs = [self._new_owned_ref(object_id_for(task_id, i)) for i in range(num_returns)]
+        if ctx is not None:  # a nested task: its output goes up through its parent's owner
+            submitted_by = self._submitted_by
+            submitted_by[task_id] = ctx.task_id
+            if len(submitted_by) > SUBMITTED_BY_KEPT:
+                submitted_by.popitem(last=False)
         lanes = actor_id is not None and not self.remote
         if (
             lanes
@@ -900,15 +931,28 @@ class CoreClient:
     def cancel(self, ref: ObjectRef, force: bool, recursive: bool) -> None:
         self.send(p.CancelRequest(ref.binary(), force, recursive))
 
-    def cancel_cell(self, cell_id: str, force: bool = False) -> None:
+    def cancel_cell(self, cell_id: str, force: bool = False, wait: bool = False) -> int | None:
         """Cancel every live task that this driver's notebook cell ``cell_id`` started.
 
-        For the kernel side: interrupting a cell cancels its tasks (and theirs).
+        For the kernel side: interrupting a cell cancels its tasks (and theirs). With
+        ``wait``, returns how many live tasks the node cancelled; else None at once.
         """
         job_id = context.current_job_id()
         if job_id is None:
             raise RuntimeError("cancel_cell() is for drivers; call jupyter_ray.init() first")
-        self.send(p.CancelCell(cell_id, job_id, force))
+        if not wait:
+            self.send(p.CancelCell(cell_id, job_id, force))
+            return None
+        count: int = self.request(p.CancelCell(cell_id, job_id, force, next(self._req_ids))).data
+        return count
+
+    def readiness(self, refs: list[ObjectRef]) -> tuple[int, int]:
+        """(ready, failed) among ``refs``, from what this process already knows: no
+        message is sent (progress bars call it while the main thread waits)."""
+        with self._lock:
+            ready = [r._id for r in refs if self._is_ready(r._id)]
+            failed = sum(1 for oid in ready if self._is_error(oid))
+        return len(ready), failed
 
 
 _NO_ARGS = serialize(((), {})).to_bytes()

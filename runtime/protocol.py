@@ -298,6 +298,7 @@ class CancelCell:
     cell_id: str
     job_id: str
     force: bool = False
+    req_id: int = 0  # non-zero: answer with QueryReply(req_id, number of tasks cancelled)
 
 
 @dataclass(slots=True)
@@ -323,11 +324,15 @@ class TaskStarted:
 
 @dataclass(slots=True)
 class LogLines:
+    """Output a task printed; the node passes it to the task's owner (its driver)."""
+
     task_id: bytes
     name: str
     pid: int
     stream: int  # 1 stdout, 2 stderr
     text: str
+    cell_id: str | None = None  # notebook cell that submitted the task: where to show it
+    cell_execution_count: int | None = None
 
 
 @dataclass(slots=True)

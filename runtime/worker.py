@@ -25,14 +25,20 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from typing import Any
 
 from . import context
 from . import protocol as p
 from .core import _NO_ARGS, CoreClient, Dep
 from .direct import CallerLane, DirectServer, LaneClosed, endpoint_path
-from .exceptions import RayError, RayTaskError, TaskCancelledError
+from .exceptions import (
+    RayError,
+    RayTaskError,
+    RemoteSection,
+    TaskCancelledError,
+    capture_traceback,
+    format_sections,
+)
 from .ids import object_id_for
 from .serialization import deserialize, dumps, serialize, type_name
 
@@ -73,7 +79,15 @@ class TaskOutput(io.TextIOBase):
         if ctx is None:
             self._fallback.write(text)
             return
-        lines = p.LogLines(ctx.task_id, ctx.name, os.getpid(), self._stream, text)
+        lines = p.LogLines(
+            ctx.task_id,
+            ctx.name,
+            os.getpid(),
+            self._stream,
+            text,
+            ctx.cell_id,  # the driver shows it under the notebook cell that caused it
+            ctx.cell_execution_count,
+        )
         if ctx.lane is not None:  # a direct call: its caller hears it on the same lane
             ctx.lane.send(lines)
             return
@@ -534,15 +548,15 @@ class Worker:
     def _failed(
         self, spec: p.TaskSpec, err: BaseException, retries_left: int, unpickling: bool = False
     ) -> p.TaskDone:
-        tb = _format_remote_traceback(err)
-        error = RayTaskError(spec.name, tb, err, os.getpid())
+        tb, sections = _format_remote_traceback(err)
+        error = RayTaskError(spec.name, tb, err, os.getpid(), sections=sections)
         try:
             # cloudpickle, as the error will travel: an exception class defined in the
             # driver's __main__ exists here only by value, and the standard pickler,
             # which looks classes up by name, would drop the user's class from the error.
             dumps(err)
         except Exception:
-            error = RayTaskError(spec.name, tb, None, os.getpid(), repr(err))
+            error = RayTaskError(spec.name, tb, None, os.getpid(), repr(err), sections)
         retry = False
         if retries_left > 0 and not unpickling and spec.retry_exceptions:
             if spec.retry_exceptions is True:
@@ -623,11 +637,12 @@ def exit_actor() -> None:
 context_of_main: dict[str, context.TaskContext | None] = {"ctx": None}
 
 
-def _format_remote_traceback(err: BaseException) -> str:
-    """The traceback of a task's error, without the frames of this module."""
-    te = traceback.TracebackException.from_exception(err)
-    te.stack = traceback.StackSummary.from_list([f for f in te.stack if f.filename != __file__])
-    return "".join(te.format())
+def _format_remote_traceback(err: BaseException) -> tuple[str, list[RemoteSection]]:
+    """The traceback of a task's error, without the frames of this module: as text (what
+    this worker can render) and as data, which the driver renders again with its own
+    source cache (a notebook cell's source is only in the kernel)."""
+    sections = capture_traceback(err, frozenset({__file__}))
+    return "\n".join(format_sections(sections)) + "\n", sections
 
 
 def _short(value: Any) -> str:

@@ -190,3 +190,44 @@ def test_the_sweep_leaves_live_runtimes_and_other_folders_alone(tmp_path: Any) -
     removed = leftovers.sweep((str(tmp_path), "jupyter_ray-"))
     assert sorted(removed) == sorted([str(live), str(dead)])
     assert other.exists() and young.exists()
+
+
+def test_a_driver_that_leaves_takes_its_waiting_and_running_tasks_with_it(
+    ray_2cpu: Any,
+) -> None:
+    # Nobody can ever ask for the results of a driver that left; its tasks used to stay
+    # PENDING for ever, holding their place in the queue (and the CPUs, when running).
+    code = textwrap.dedent(
+        f"""
+        import time, jupyter_ray as ray
+        ray.init(address={ray_2cpu.address + "/node.sock"!r})
+        @ray.remote(num_cpus=1)
+        def wait():
+            time.sleep(1000)
+        refs = [wait.remote() for _ in range(500)]
+        while len(ray.state.list_tasks(filters=[("state", "=", "RUNNING")])) < 2:
+            time.sleep(0.05)
+        print(ray.get_runtime_context().get_job_id())
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    job = out.stdout.strip()
+
+    def theirs() -> list[Any]:
+        return ray.state.list_tasks(filters=[("job_id", "=", job)], limit=None)
+
+    deadline = time.monotonic() + 60
+    while {t.state for t in theirs()} != {"CANCELLED"}:
+        assert time.monotonic() < deadline, {t.state for t in theirs()}
+        time.sleep(0.05)
+    assert len(theirs()) == 500
+
+    # the CPUs are free again: both run at once
+    @ray.remote(num_cpus=1)
+    def pid() -> int:
+        time.sleep(0.2)
+        return os.getpid()
+
+    assert len(set(ray.get([pid.remote(), pid.remote()], timeout=60))) == 2

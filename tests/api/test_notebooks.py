@@ -2,9 +2,10 @@
 
 Each notebook in ``notebooks/`` is executed top to bottom by nbclient in a real ipykernel
 kernel, as a user would run it; a cell that raises (including a failed ``assert``) fails
-the test. The kernel runs this test's own interpreter (``sys.executable``) through a kernel
-spec written to a temporary ``JUPYTER_PATH``, so an unrelated ``python3`` kernel installed
-on the machine is never picked up.
+the test, unless it is tagged ``raises-exception``. Then what each notebook shows is
+checked (``_notebook_outputs.py``). The kernel runs this test's own interpreter
+(``sys.executable``) through a kernel spec written to a temporary ``JUPYTER_PATH``, so an
+unrelated ``python3`` kernel installed on the machine is never picked up.
 
 Every process started on the test's behalf (the kernel, and the runtime that the notebook
 starts from inside it) is tracked while the notebook runs; any still alive once the run is
@@ -25,6 +26,7 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
+from _notebook_outputs import OUTPUT_CHECKS
 from nbclient import NotebookClient
 from traitlets.config import Config
 
@@ -165,6 +167,8 @@ def python3_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 
 def test_notebooks_found() -> None:
     assert len(NOTEBOOKS) >= 4, f"expected the tutorial notebooks in {NOTEBOOK_DIR}"
+    unchecked = sorted({p.name for p in NOTEBOOKS} - set(OUTPUT_CHECKS))
+    assert not unchecked, f"add output checks for {unchecked} to _notebook_outputs.py"
 
 
 @pytest.mark.timeout(300)
@@ -199,6 +203,7 @@ def test_notebook_runs(
                 print(f"killed leftover processes after {path.name}:", *leftovers, sep="\n  ")
     print(f"{path.name} ran in {time.perf_counter() - started:.1f} s")
     assert tracker.seen, "the kernel process was never observed; the tracker is broken"
+    OUTPUT_CHECKS[path.name](nb)
     if leftovers:
         pytest.fail(
             f"{path.name} left {len(leftovers)} process(es) running after ray.shutdown() "

@@ -70,3 +70,14 @@ def test_how_many_fit_bounds_worker_start_up() -> None:
     assert ledger.how_many_fit({"CPU": 0.5, "slot": 1}) == 3
     assert ledger.how_many_fit({"CPU": 4}) == 0
     assert ledger.how_many_fit({}) > 2  # zero-resource tasks are bounded elsewhere
+
+
+def test_ready_queue_removes_many_items_in_one_pass() -> None:
+    q = ReadyQueue()
+    items = [object() for _ in range(6)]
+    for i, item in enumerate(items):
+        q.push({"CPU": 1.0} if i % 2 else {"GPU": 1.0}, item)
+    assert q.remove_all([items[0], items[3], object()]) == 2
+    assert len(q) == 4
+    left = [x for _, queue in q.shapes() for x in queue]
+    assert sorted(map(id, left)) == sorted(map(id, [items[1], items[2], items[4], items[5]]))

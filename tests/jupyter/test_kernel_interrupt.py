@@ -1,0 +1,89 @@
+"""The stop button while a cell waits in get/wait cancels exactly that cell's tasks.
+
+The kernel is interrupted as JupyterLab's stop button does it (jupyter_client sends the
+kernel SIGINT); the tasks drop a file when they start, so the test interrupts only once
+they surely run.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from _kernel import Execution, KernelSession
+
+SLOW = """
+import os, time
+from jupyter_ray import state
+
+@ray.remote
+def slow(marker):
+    open(marker, "w").close()
+    time.sleep(120)
+"""
+
+
+def _wait_for_files(paths: list[Path], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not all(p.exists() for p in paths):
+        assert time.monotonic() < deadline, f"tasks never started: {paths}"
+        time.sleep(0.02)
+
+
+def _interrupt(kernel: KernelSession, run: Execution) -> float:
+    """Press stop; seconds until the cell gave control back."""
+    started = time.monotonic()
+    kernel.interrupt()
+    kernel.finish(run, timeout=30)
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("call", ["ray.get(refs)", "ray.wait(refs, num_returns=len(refs))"])
+def test_interrupt_cancels_the_waiting_cells_tasks_only(
+    ray_kernel: KernelSession, tmp_path: Path, call: str
+) -> None:
+    ray_kernel.execute(SLOW, cell_id="define")
+    # another cell's task, not waited for: it must survive the interrupt
+    ray_kernel.execute(f"other = slow.remote({str(tmp_path / 'other')!r})", cell_id="other")
+    _wait_for_files([tmp_path / "other"])
+    markers = [tmp_path / f"mine-{i}" for i in range(3)]
+    # one task runs, two wait for a CPU: the cancel must reach queued tasks too
+    run = ray_kernel.submit(
+        f"refs = [slow.remote(m) for m in {[str(m) for m in markers]!r}]\n{call}",
+        cell_id="waiting",
+    )
+    _wait_for_files(markers[:1])
+    took = _interrupt(ray_kernel, run)
+    print(f"{call}: control back {took * 1000:.0f} ms after the interrupt")
+    assert took < 5.0
+    text = run.error_text
+    kind = call.split("(")[0].split(".")[1]
+    assert text == f"KeyboardInterrupt: interrupted {kind}(); cancelled 3 tasks of this cell. " + (
+        "The runtime, and other cells' tasks, keep running."
+    )
+    assert run.error is not None and run.error["ename"] == "CellInterrupted"
+    # the runtime is fine, the other cell's task runs on, and the next cell works
+    # (a running task is CANCELLED once its worker has stopped it: wait for that)
+    after = ray_kernel.execute(
+        "deadline = time.monotonic() + 30\n"
+        "while True:\n"
+        "    tasks = state.list_tasks(filters=[('name', '=', 'slow')])\n"
+        "    mine = [t.state for t in tasks if t.cell_id == 'waiting']\n"
+        "    if mine == ['CANCELLED'] * 3 or time.monotonic() > deadline:\n"
+        "        break\n"
+        "    time.sleep(0.02)\n"
+        "print(sorted((t.cell_id, t.state) for t in tasks))\n"
+        "print(ray.wait([other], timeout=0)[0] == [])\n"
+        "print(ray.get(ray.put(41)) + 1)",
+        cell_id="after",
+    )
+    listed, other_pending, answer = after.stream_text.strip().splitlines()
+    states = eval(listed)
+    # the other cell's task still runs (RUNNING once its worker reported it, at 0.1 s)
+    assert [s for c, s in states if c == "other"] in (["RUNNING"], ["SCHEDULED"])
+    assert other_pending == "True"
+    assert [s for c, s in states if c == "waiting"] == ["CANCELLED"] * 3
+    assert answer == "42"
+    rerun = ray_kernel.execute("ray.get(ray.remote(lambda: 'fine').remote())", cell_id="waiting")
+    assert rerun.result == "'fine'"
