@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Union
+from typing import Any
 
 from ..actor import ActorHandle
 from ..api import get, wait
 from ..runtime.object_ref import ObjectRef
 
-Future = Union[ObjectRef, list[ObjectRef]]  # one result, or a call's several returns
+Future = ObjectRef | list[ObjectRef]  # one result, or a call's several returns
 Submit = Callable[[ActorHandle, Any], Future]
 
 
