@@ -158,6 +158,6 @@ OUTPUT_CHECKS: dict[str, Callable[[Any], None]] = {
     "03_put_once_share_many.ipynb": check_03,
     "04_wait_loop.ipynb": check_04,
     "05_actors.ipynb": check_05,
-    "06_in_a_notebook.ipynb": check_06,
+    "00_getting_started.ipynb": check_06,
     "07_cell_output_and_interrupts.ipynb": check_07,
 }
