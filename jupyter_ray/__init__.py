@@ -18,10 +18,11 @@ Importing is cheap and has no side effects; nothing starts until ``init()`` (or 
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from . import actor, exceptions, state, util
+    from . import actor, exceptions, job_config, state, util
     from .actor import ActorClass, ActorHandle, get_actor, kill, method
     from .api import (
         RuntimeInfo,
@@ -39,8 +40,16 @@ if TYPE_CHECKING:
         wait,
     )
     from .remote_function import RemoteFunction
+    from .runtime.generators import DynamicObjectRefGenerator, ObjectRefGenerator
     from .runtime.object_ref import ObjectID, ObjectRef
-    from .runtime_context import RuntimeContext, get_runtime_context
+    from .runtime_context import (
+        ActorID,
+        JobID,
+        NodeID,
+        RuntimeContext,
+        TaskID,
+        get_runtime_context,
+    )
     from .state import timeline
 
 # Public name -> the module that defines it ("" for the submodule of that name). The
@@ -69,11 +78,18 @@ _WHERE = {
     "RemoteFunction": "remote_function",
     "ObjectRef": "runtime.object_ref",
     "ObjectID": "runtime.object_ref",
+    "ObjectRefGenerator": "runtime.generators",
+    "DynamicObjectRefGenerator": "runtime.generators",
+    "ActorID": "runtime_context",
+    "JobID": "runtime_context",
+    "NodeID": "runtime_context",
+    "TaskID": "runtime_context",
     "RuntimeContext": "runtime_context",
     "get_runtime_context": "runtime_context",
     "timeline": "state",
     "actor": "",
     "exceptions": "",
+    "job_config": "",
     "state": "",
     "util": "",
 }
@@ -93,6 +109,12 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
+
+
+if "ray" in sys.modules:  # imported inside a Ray worker: use Ray there (jupyter_ray.on_ray)
+    from .on_ray.backend import adopt_if_worker
+
+    adopt_if_worker()
 
 
 # --- entry points for Jupyter; each imports its (Jupyter-dependent) subpackage lazily ---
@@ -128,11 +150,17 @@ __version__ = "0.1.0"
 __all__ = [
     "ActorClass",
     "ActorHandle",
+    "ActorID",
+    "DynamicObjectRefGenerator",
+    "JobID",
+    "NodeID",
     "ObjectID",
     "ObjectRef",
+    "ObjectRefGenerator",
     "RemoteFunction",
     "RuntimeContext",
     "RuntimeInfo",
+    "TaskID",
     "__version__",
     "actor",
     "available_resources",
@@ -145,6 +173,7 @@ __all__ = [
     "get_runtime_context",
     "init",
     "is_initialized",
+    "job_config",
     "kill",
     "method",
     "nodes",

@@ -16,152 +16,137 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import numbers
+import pickle
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 from ._options import (
-    check_placement_options,
+    DYNAMIC,
+    STREAMING,
     merge_runtime_env,
+    normalize_actor_options,
+    normalize_method_options,
     place,
-    validate_resources,
+    placement,
     with_accelerator,
+    with_labels,
 )
-from .remote_function import _client
+from ._signature import Shape, check_call, shape_of
+from .on_ray import backend as _on_ray
+from .remote_function import _client, check_pickled_size
 from .runtime import context
 from .runtime import protocol as p
-from .runtime.exceptions import PendingCallsLimitExceeded
+from .runtime.actor_host import exit_actor
+from .runtime.exceptions import ActorClassInheritanceException, PendingCallsLimitExceeded
+from .runtime.generators import DYNAMIC as DYNAMIC_KIND
+from .runtime.generators import STREAMING as STREAMING_KIND
+from .runtime.generators import ObjectRefGenerator, StreamState
 from .runtime.object_ref import ObjectRef
 from .runtime.serialization import dumps_function, serialize
-from .runtime.worker import exit_actor
 
-__all__ = ["ActorClass", "ActorHandle", "ActorMethod", "exit_actor", "method"]
+__all__ = [
+    "ActorClass",
+    "ActorClassInheritanceException",
+    "ActorHandle",
+    "ActorMethod",
+    "exit_actor",
+    "method",
+]
 
-ACTOR_OPTIONS = frozenset(
-    {
-        "num_cpus",
-        "num_gpus",
-        "resources",
-        "memory",
-        "name",
-        "namespace",
-        "get_if_exists",
-        "lifetime",
-        "max_restarts",
-        "max_task_retries",
-        "max_concurrency",
-        "max_pending_calls",
-        "scheduling_strategy",
-        "runtime_env",
-        "concurrency_groups",
-        "accelerator_type",
-    }
-)
+INFINITE_RETRIES = 1 << 30
+ACTOR_DEFAULT = -1
+"""``TaskSpec.max_retries`` of a call that takes its actor's ``max_task_retries``."""
+SPECIAL_METHODS = ("__ray_ready__", "__ray_call__", "__ray_terminate__")
+"""Methods every actor has (the worker implements them)."""
 
 
-def method(
-    *, num_returns: int = 1, concurrency_group: str | None = None, **unsupported: Any
-) -> Any:
-    """Decorate an actor method with call options: ``@jupyter_ray.method(num_returns=2)``,
-    ``@jupyter_ray.method(concurrency_group="io")`` (a group named in the actor's
-    ``concurrency_groups`` option)."""
-    if unsupported:
-        raise ValueError(
-            f"Invalid option(s) {', '.join(sorted(unsupported))} for @method; "
-            "the supported ones are num_returns and concurrency_group."
+@dataclass(frozen=True, slots=True)
+class MethodSpec:
+    """What a handle knows of one actor method; it travels with handles (pickled)."""
+
+    num_returns: int | str = 1
+    shape: Shape | None = None  # the signature without self (see _signature.py)
+    max_task_retries: int | None = None  # None: the actor's
+    retry_exceptions: Any = False  # True, False, or a tuple of exception classes
+
+
+def method(*args: Any, **options: Any) -> Any:
+    """Decorate an actor method with call options, as Ray's ``@ray.method``:
+    ``num_returns`` (an int, ``"streaming"`` or ``"dynamic"``), ``concurrency_group``
+    (a group named in the actor's ``concurrency_groups``), ``max_task_retries`` and
+    ``retry_exceptions`` (retry this method, on the actor's process dying, or on the
+    exceptions it raises). ``@method`` without arguments changes nothing.
+
+    >>> @jupyter_ray.remote
+    ... class Client:
+    ...     @jupyter_ray.method(max_task_retries=3, retry_exceptions=[ConnectionError])
+    ...     def fetch(self, url): ...
+    """
+    if len(args) == 1 and callable(args[0]) and not options:
+        return args[0]
+    if args:
+        raise TypeError(
+            "@method takes keyword options only, such as @jupyter_ray.method(num_returns=2)"
         )
-    if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns < 0:
-        raise ValueError(f"num_returns must be an int >= 0, got {num_returns!r}")
-    if concurrency_group is not None and (
-        not isinstance(concurrency_group, str) or not concurrency_group
-    ):
-        raise ValueError(f"concurrency_group must be a non-empty string, got {concurrency_group!r}")
+    options = normalize_method_options(options, "@method")
+    options.pop("name", None)  # (a per-call option only)
 
     def decorate(fn: Any) -> Any:
-        fn.__ray_num_returns__ = num_returns
-        if concurrency_group is not None:
-            fn.__ray_concurrency_group__ = concurrency_group
+        if "num_returns" in options:
+            _check_generator(fn, options["num_returns"], getattr(fn, "__name__", "method"))
+            fn.__ray_num_returns__ = options["num_returns"]
+        if options.get("concurrency_group") is not None:
+            fn.__ray_concurrency_group__ = options["concurrency_group"]
+        if options.get("max_task_retries") is not None:
+            fn.__ray_max_task_retries__ = options["max_task_retries"]
+        if "retry_exceptions" in options:
+            fn.__ray_retry_exceptions__ = options["retry_exceptions"]
         return fn
 
     return decorate
 
 
-def _int_at_least(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return value
-
-
-def _validate(opts: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(opts) - ACTOR_OPTIONS)
-    if unknown:
+def _check_generator(fn: Any, num_returns: Any, name: str) -> None:
+    """``num_returns="streaming"``/``"dynamic"`` is for generators only (as in Ray)."""
+    if num_returns in (STREAMING, DYNAMIC) and not _is_generator(fn):
         raise ValueError(
-            f"Invalid option keyword{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
-            f"for actors. Valid ones are: {', '.join(sorted(ACTOR_OPTIONS))}."
+            f"num_returns={num_returns!r} can only be used with generator functions "
+            f"(functions that use 'yield'); {name} is not one."
         )
-    out = dict(opts)
-    for key in ("num_cpus", "num_gpus", "memory"):
-        value = out.get(key)
-        if value is not None:
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise TypeError(f"{key} must be a number, got {value!r}")
-            if value < 0:
-                raise ValueError(f"{key} must be >= 0, got {value!r}")
-    if "resources" in out:
-        out["resources"] = validate_resources(out["resources"])
-    check_placement_options(out)
-    name = out.get("name")
-    if name is not None and (not isinstance(name, str) or not name):
-        raise ValueError(f"name must be a non-empty string, got {name!r}")
-    namespace = out.get("namespace")
-    if namespace is not None and (not isinstance(namespace, str) or not namespace):
-        raise ValueError(f"namespace must be a non-empty string, got {namespace!r}")
-    if out.get("lifetime") not in (None, "detached", "non_detached"):
-        raise ValueError(
-            f"lifetime must be None, 'detached' or 'non_detached', got {out['lifetime']!r}"
-        )
-    if out.get("lifetime") == "detached" and not name:
-        raise ValueError("a detached actor needs a name, so it can be found: add name=...")
-    if "max_restarts" in out:
-        _int_at_least("max_restarts", out["max_restarts"], -1)
-    if "max_task_retries" in out:
-        _int_at_least("max_task_retries", out["max_task_retries"], -1)
-    if "max_concurrency" in out:
-        _int_at_least("max_concurrency", out["max_concurrency"], 1)
-    groups = out.get("concurrency_groups")
-    if groups is not None and not _group_sizes(groups):
-        raise ValueError(
-            "concurrency_groups must map group names to how many calls of the group may "
-            f"run at once (ints >= 1), such as {{'io': 4}}; got {groups!r}"
-        )
-    if "max_pending_calls" in out:
-        limit = out["max_pending_calls"]
-        if isinstance(limit, bool) or not isinstance(limit, int) or not (limit == -1 or limit > 0):
-            raise ValueError(
-                f"max_pending_calls must be -1 (no limit) or a positive int, got {limit!r}"
-            )
-    if out.get("get_if_exists") and not name:
-        raise ValueError("get_if_exists=True needs a name=... to look the actor up by")
-    return out
 
 
-def _method_table(cls: type) -> dict[str, int]:
-    methods: dict[str, int] = {}
+def _is_generator(fn: Any) -> bool:
+    fn = inspect.unwrap(getattr(fn, "__func__", fn))
+    return inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+
+
+def _method_table(cls: type) -> dict[str, MethodSpec]:
+    """Every method a handle to ``cls`` can call, with what it needs to know of each."""
+    methods: dict[str, MethodSpec] = {}
     for name, member in inspect.getmembers(cls):
         if name.startswith("__") and name != "__call__":
             continue
-        if inspect.isfunction(member) or inspect.ismethoddescriptor(member):
-            methods[name] = int(getattr(member, "__ray_num_returns__", 1))
-    methods["__ray_terminate__"] = 1
+        callable_member = inspect.isfunction(member) or inspect.ismethod(member)
+        if not callable_member and not inspect.ismethoddescriptor(member):
+            continue
+        raw = inspect.getattr_static(cls, name, None)
+        bound = isinstance(raw, staticmethod | classmethod)  # no self to drop
+        default_returns: int | str = STREAMING if _is_generator(member) else 1
+        methods[name] = MethodSpec(
+            num_returns=getattr(member, "__ray_num_returns__", default_returns),
+            shape=shape_of(member, drop_first=not bound),
+            max_task_retries=getattr(member, "__ray_max_task_retries__", None),
+            retry_exceptions=_exceptions_option(getattr(member, "__ray_retry_exceptions__", False)),
+        )
+    methods["__ray_ready__"] = MethodSpec(shape=())
+    methods["__ray_call__"] = MethodSpec()
+    methods["__ray_terminate__"] = MethodSpec(shape=())
     return methods
 
 
-def _group_sizes(groups: Any) -> bool:
-    """Whether ``groups`` maps non-empty names to ints >= 1."""
-    return isinstance(groups, dict) and all(
-        isinstance(k, str) and k and isinstance(v, int) and not isinstance(v, bool) and v >= 1
-        for k, v in groups.items()
-    )
+def _exceptions_option(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list | tuple) else bool(value)
 
 
 def _method_groups(cls: type) -> dict[str, str]:
@@ -180,15 +165,20 @@ def _is_async(cls: type) -> bool:
     )
 
 
+def _public(names: Any) -> list[str]:
+    return sorted(n for n in names if not n.startswith("__"))
+
+
 class ActorClass:
     """A class decorated with ``@remote``; ``Cls.remote(...)`` starts an actor."""
 
     def __init__(self, cls: type, options: dict[str, Any]) -> None:
         self._cls = cls
-        self._options = _validate(options)
+        self._options = normalize_actor_options(options)
         self._name = cls.__name__
         self._methods = _method_table(cls)
         self._async = _is_async(cls)
+        self._init_shape = shape_of(inspect.getattr_static(cls, "__init__"), drop_first=True)
         self._pickled: tuple[bytes, bytes] | None = None
         self.__doc__ = cls.__doc__
         self.__name__ = cls.__name__
@@ -202,17 +192,33 @@ class ActorClass:
         )
 
     def __mro_entries__(self, bases: tuple[Any, ...]) -> tuple[type, ...]:
-        raise TypeError(
-            f"Cannot subclass the actor class {self._name}: subclass the original class "
-            "and decorate the subclass with @jupyter_ray.remote instead."
+        raise ActorClassInheritanceException(
+            f"Cannot subclass the actor class '{self._name}': inheriting from actor classes "
+            "is not supported (as in Ray). Inherit from the original class (or a common "
+            "base) and make the subclass an actor with @jupyter_ray.remote."
         )
+
+    def __getattr__(self, name: str) -> Any:
+        # Class attributes, static methods and class methods of the original class, as
+        # in Ray (``Cls.CONSTANT``, ``Cls.from_config(...)``).
+        if name.startswith("__") or "_cls" not in self.__dict__:
+            raise AttributeError(name)
+        try:
+            return getattr(self._cls, name)
+        except AttributeError:
+            raise AttributeError(f"actor class {self._name} has no attribute {name!r}") from None
+
+    def __dir__(self) -> list[str]:
+        # notebook completion: this object's own names and the class's public ones
+        return sorted({*object.__dir__(self), *_public(dir(self._cls))})
 
     def options(self, **options: Any) -> _BoundActorOptions:
         """Override options for one actor: ``Cls.options(name="a").remote()``."""
-        return _BoundActorOptions(self, _validate(options))
+        return _BoundActorOptions(self, normalize_actor_options(options))
 
     def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
         """Start an actor running this class; returns its handle at once."""
+        check_call(self._init_shape, args, kwargs, f"{self._name}.__init__")
         return self._create({}, args, kwargs)
 
     def _payload(self) -> tuple[bytes, bytes]:
@@ -224,10 +230,14 @@ class ActorClass:
                     f"Could not serialize the actor class {self._name}: {err}. Avoid "
                     "class attributes that hold locks, files, sockets or similar objects."
                 ) from err
+            check_pickled_size(payload, "actor", self._name)
             self._pickled = (hashlib.sha1(payload).digest()[:16], payload)
         return self._pickled
 
     def _create(self, overrides: dict[str, Any], args: Any, kwargs: Any) -> ActorHandle:
+        if _on_ray.ray is not None:  # the Ray backend: Ray hosts it (jupyter_ray.on_ray)
+            options = {**self._options, **overrides}
+            return _on_ray.create_actor(self, self._cls, options, args, kwargs)
         opts = {**self._options, **overrides}
         client = _client()
         cls_id, payload = self._payload()
@@ -243,8 +253,12 @@ class ActorClass:
                 demand["memory"] = float(opts["memory"])
         else:
             demand = {"CPU": 1.0}  # needed to place the actor, given back once it runs
-        demand = place(demand, opts.get("scheduling_strategy"))
+        strategy, capture = placement(
+            opts.get("scheduling_strategy"), opts.get("placement_group", "default") is None
+        )
+        demand = place(demand, strategy, self._name, actor_default=not held)
         demand = with_accelerator(demand, opts.get("accelerator_type"))
+        demand = with_labels(demand, opts.get("label_selector"), opts.get("fallback_strategy"))
         methods = dict(self._methods)
         groups = dict(opts.get("concurrency_groups") or {})
         method_groups = _method_groups(self._cls)
@@ -260,7 +274,7 @@ class ActorClass:
             methods=serialize(methods).to_bytes(),
             name=opts.get("name"),
             namespace=opts.get("namespace") or context.current_namespace() or "default",
-            detached=opts.get("lifetime") == "detached",
+            detached=_lifetime(opts) == "detached",
             get_if_exists=bool(opts.get("get_if_exists")),
             max_restarts=int(opts.get("max_restarts", 0)),
             max_task_retries=int(opts.get("max_task_retries", 0)),
@@ -269,10 +283,11 @@ class ActorClass:
             hold_resources=held,
             concurrency_groups=groups,
             method_groups=method_groups,
+            out_of_order=_out_of_order(opts, self._async),
         )
         env = merge_runtime_env(context.current_runtime_env(), opts.get("runtime_env"))
         info, cookie = client.create_actor(
-            cls_id, payload, self._name, args, kwargs, demand, actor_options, env
+            cls_id, payload, self._name, args, kwargs, demand, actor_options, env, capture
         )
         handle = ActorHandle(info.actor_id, cookie, info.options.class_name, methods)
         handle._max_pending = int(opts.get("max_pending_calls", -1))
@@ -280,6 +295,29 @@ class ActorClass:
 
     def __repr__(self) -> str:
         return f"<jupyter_ray actor class {self._name}>"
+
+
+def _lifetime(opts: dict[str, Any]) -> str | None:
+    """The actor's ``lifetime``, else the job's ``default_actor_lifetime`` (JobConfig)."""
+    from .api import _job_settings
+
+    lifetime: str | None = opts.get("lifetime") or _job_settings.get("default_actor_lifetime")
+    return lifetime
+
+
+def _out_of_order(opts: dict[str, Any], is_async: bool) -> bool:
+    """Whether calls may run as soon as their arguments are ready (Ray's
+    ``allow_out_of_order_execution``: by default for async and threaded actors)."""
+    threaded = int(opts.get("max_concurrency") or 1) > 1
+    allowed = opts.get("allow_out_of_order_execution")
+    if allowed is None:
+        return is_async or threaded
+    if not allowed and (is_async or threaded):
+        raise ValueError(
+            "async and threaded actors (max_concurrency > 1) run calls out of order: "
+            "drop allow_out_of_order_execution=False, or use a plain actor"
+        )
+    return bool(allowed)
 
 
 class _BoundActorOptions:
@@ -299,7 +337,11 @@ class ActorHandle:
     """
 
     def __init__(
-        self, actor_id: bytes, cookie: ObjectRef, class_name: str, methods: dict[str, int]
+        self,
+        actor_id: bytes,
+        cookie: ObjectRef | None,
+        class_name: str,
+        methods: dict[str, MethodSpec],
     ) -> None:
         self._actor_id = actor_id
         self._cookie = cookie
@@ -329,16 +371,23 @@ class ActorHandle:
 
     def __getattr__(self, name: str) -> ActorMethod:
         methods = self.__dict__.get("_methods")
-        if methods is None or (name.startswith("__") and name != "__ray_terminate__"):
+        if methods is None or (name.startswith("__") and name not in SPECIAL_METHODS):
             raise AttributeError(name)
         if name not in methods:
+            if name in SPECIAL_METHODS:  # a handle from an older table
+                return ActorMethod(self, name, MethodSpec())
             raise AttributeError(
                 f"'{self._class_name}' actor has no method '{name}'; its methods are: "
-                f"{', '.join(sorted(m for m in methods if not m.startswith('__')))}"
+                f"{', '.join(_public(methods))}"
             )
         return ActorMethod(self, name, methods[name])
 
+    def __dir__(self) -> list[str]:
+        # notebook completion lists the actor's methods (as Ray's handles do)
+        return sorted({*object.__dir__(self), *_public(self._methods)})
+
     def __reduce__(self) -> tuple[Any, ...]:
+        # A handle from get_actor() is weak (no cookie): so are the copies made of it.
         return (ActorHandle, (self._actor_id, self._cookie, self._class_name, self._methods))
 
     def __eq__(self, other: object) -> bool:
@@ -358,10 +407,10 @@ class ActorHandle:
 class ActorMethod:
     """``handle.method``: call ``.remote(...)`` on it to run the method in the actor."""
 
-    def __init__(self, handle: ActorHandle, name: str, num_returns: int) -> None:
+    def __init__(self, handle: ActorHandle, name: str, spec: MethodSpec) -> None:
         self._handle = handle
         self._name = name
-        self._num_returns = num_returns
+        self._spec = spec
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(
@@ -370,47 +419,59 @@ class ActorMethod:
         )
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
-        return self._submit(self._num_returns, None, args, kwargs)
+        """Call the method in the actor; returns an ObjectRef (a list of them, or an
+        ObjectRefGenerator, as ``num_returns`` says)."""
+        return self._submit({}, args, kwargs)
 
     def options(self, **options: Any) -> _BoundMethodOptions:
-        unknown = set(options) - {"num_returns", "name", "concurrency_group"}
-        if unknown:
-            raise ValueError(
-                f"Invalid option(s) {', '.join(sorted(unknown))} for actor methods; "
-                "valid ones are: concurrency_group, name, num_returns."
-            )
-        n = options.get("num_returns", self._num_returns)
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"num_returns must be an int >= 0, got {n!r}")
-        group = options.get("concurrency_group")
-        if group is not None and (not isinstance(group, str) or not group):
-            raise ValueError(f"concurrency_group must be a non-empty string, got {group!r}")
-        return _BoundMethodOptions(self, n, options.get("name"), group)
+        """Options for one call: ``num_returns``, ``name``, ``concurrency_group``,
+        ``max_task_retries``, ``retry_exceptions``."""
+        return _BoundMethodOptions(self, normalize_method_options(options, "actor methods"))
 
-    def _submit(
-        self, num_returns: int, name: str | None, args: Any, kwargs: Any, group: str | None = None
-    ) -> Any:
-        client = _client()
+    def _submit(self, overrides: dict[str, Any], args: Any, kwargs: Any) -> Any:
+        spec = self._spec
         handle = self._handle
+        check_call(spec.shape, args, kwargs, f"{handle._class_name}.{self._name}")
+        client = _client()
         if handle._max_pending > 0:
             handle._check_pending()
+        num_returns = overrides.get("num_returns", spec.num_returns)
+        retries = overrides.get("max_task_retries", spec.max_task_retries)
+        if retries is None:
+            retries = ACTOR_DEFAULT
+        elif retries == -1:
+            retries = INFINITE_RETRIES
+        retry_exceptions = _exceptions_option(
+            overrides.get("retry_exceptions", spec.retry_exceptions)
+        )
+        if isinstance(retry_exceptions, tuple):
+            retry_exceptions = pickle.dumps(list(retry_exceptions))
+        stream = StreamState() if num_returns == STREAMING else None
+        generator = 0
+        if num_returns in (STREAMING, DYNAMIC):
+            generator = STREAMING_KIND if num_returns == STREAMING else DYNAMIC_KIND
+            num_returns = 1
         refs = client.submit(
             b"",
             None,
-            name or f"{handle._class_name}.{self._name}",
+            overrides.get("name") or f"{handle._class_name}.{self._name}",
             args,
             kwargs,
             num_returns,
             {},
-            0,
-            False,
+            retries,
+            retry_exceptions,
             0,
             actor_id=handle._actor_id,
             method=self._name,
-            concurrency_group=group,
+            concurrency_group=overrides.get("concurrency_group"),
+            generator=generator,
+            stream=stream,
         )
         if handle._max_pending > 0 and refs:
             handle._pending.append(refs[0])
+        if stream is not None:
+            return ObjectRefGenerator(client, stream)
         if num_returns == 1:
             return refs[0]
         if num_returns == 0:
@@ -419,16 +480,12 @@ class ActorMethod:
 
 
 class _BoundMethodOptions:
-    def __init__(
-        self, method: ActorMethod, num_returns: int, name: str | None, group: str | None
-    ) -> None:
+    def __init__(self, method: ActorMethod, overrides: dict[str, Any]) -> None:
         self._method = method
-        self._num_returns = num_returns
-        self._name = name
-        self._group = group
+        self._overrides = overrides
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
-        return self._method._submit(self._num_returns, self._name, args, kwargs, self._group)
+        return self._method._submit(self._overrides, args, kwargs)
 
 
 def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
@@ -447,9 +504,9 @@ def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
     from .runtime.serialization import deserialize
 
     methods = deserialize(memoryview(info.options.methods))
-    return ActorHandle(
-        info.actor_id, ObjectRef(info.cookie, client), info.options.class_name, methods
-    )
+    # Weak, as in Ray: a handle looked up by name does not keep the actor alive; the
+    # handles that descend from its creation do (or lifetime="detached").
+    return ActorHandle(info.actor_id, None, info.options.class_name, methods)
 
 
 def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
 from ._options import ACCELERATOR_PREFIX, validate_resources, validate_runtime_env
+from .on_ray import backend as _on_ray
 from .remote_function import RemoteFunction
 from .runtime import context
 from .runtime import protocol as p
@@ -137,8 +138,11 @@ def init(
     configure_logging: bool = True,
     _system_config: dict[str, Any] | None = None,
     _token: str | None = None,
+    _backend: str | None = None,
+    job_config: Any = None,
+    labels: dict[str, str] | None = None,
     **kwargs: Any,
-) -> RuntimeInfo:
+) -> Any:
     """Start a local runtime (``address=None``) or attach to one, and connect this process.
 
     >>> import jupyter_ray as ray
@@ -153,8 +157,16 @@ def init(
     ``runtime_env={"env_vars": {...}, "working_dir": path}`` applies to every task and
     actor of this driver (a task's own ``runtime_env`` option is merged over it).
     ``namespace`` is where this driver's named actors are created and looked up (and
-    its tasks'). ``include_dashboard``, ``logging_level`` and ``configure_logging`` are
-    accepted for compatibility with Ray.
+    its tasks'). ``job_config`` (a ``jupyter_ray.job_config.JobConfig``) gives the job's
+    runtime env, namespace, metadata and default actor lifetime (``runtime_env`` and
+    ``namespace`` given here win). ``labels`` are the local node's (see
+    ``label_selector``). ``include_dashboard``, ``logging_level`` and
+    ``configure_logging`` are accepted for compatibility with Ray.
+
+    On Ray: ``address="ray://HOST:PORT"``, ``_backend="ray"`` (with ``address`` a Ray
+    cluster's, or ``"auto"``), ``JUPYTER_RAY_BACKEND=ray``, or a Jupyter server whose
+    backend is Ray make this a Ray driver (``ray.init``; Ray's context is returned), and
+    jupyter_ray's names then resolve to Ray's (``jupyter_ray.on_ray``).
     """
     global _node
     if "redis_address" in kwargs:
@@ -173,9 +185,14 @@ def init(
             f"init() got unexpected keyword argument(s) {names}. See help(jupyter_ray.init) "
             "for the supported arguments."
         )
+    if job_config is not None:
+        runtime_env, namespace = _from_job_config(job_config, runtime_env, namespace)
     job_env = validate_runtime_env(runtime_env)
     if namespace is not None and (not isinstance(namespace, str) or not namespace):
         raise ValueError(f"namespace must be a non-empty string, got {namespace!r}")
+    from .runtime.labels import check_node_labels
+
+    node_labels = check_node_labels(labels)
     with _lock:
         if context.get_client() is None:
             _notebook_integration()
@@ -195,8 +212,25 @@ def init(
             )
         if address is None:
             address = os.environ.get("JUPYTER_RAY_ADDRESS") or None
+        if address is not None and address.endswith(".json"):
+            address, server_backend = _read_connection_file(address)
+            _backend = _backend or server_backend
+        if _on_ray.ray is not None or _on_ray.wants_ray(address, _backend):
+            return _init_on_ray(
+                address,
+                ignore_reinit_error=ignore_reinit_error or reinit_reuses,
+                num_cpus=num_cpus,
+                num_gpus=num_gpus,
+                resources=resources,
+                object_store_memory=object_store_memory,
+                namespace=namespace,
+                runtime_env=runtime_env,
+                log_to_driver=log_to_driver,
+                include_dashboard=include_dashboard,
+            )
         context.job_runtime_env = job_env
         context.job_namespace = namespace if namespace != "default" else None
+        _job_settings.update(_job_config_settings(job_config))
         if address not in (None, "local"):
             return _attach(address, log_to_driver, _token)
         totals, store = node_resources(num_cpus, num_gpus, resources, object_store_memory)
@@ -218,6 +252,7 @@ def init(
             task_history=history,
             origin=about.get("origin", "script"),
             label=about.get("label", about.get("kernel_id", "")),
+            labels=node_labels,
         )
         try:
             client = CoreClient(node.socket_path, "driver", owns_node=True)
@@ -230,6 +265,56 @@ def init(
         _node = node
         _connected(client)
         return _info()
+
+
+def _init_on_ray(address: str | None, **options: Any) -> Any:
+    """``init`` on the Ray backend (see ``jupyter_ray.on_ray``)."""
+    if address in (None, "local"):
+        address = None  # Ray starts a local cluster of its own, as ray.init() does
+    if _on_ray.ray is not None and _on_ray.ray.is_initialized():
+        if not options.get("ignore_reinit_error"):
+            raise RuntimeError(
+                "Maybe you called jupyter_ray.init twice by accident? This process is "
+                "already a Ray driver; call jupyter_ray.shutdown() first, or pass "
+                "ignore_reinit_error=True."
+            )
+        return _on_ray.ray.get_runtime_context()
+    metadata = {"origin": "script", **context.job_metadata}
+    job_config = _on_ray.require_ray().job_config.JobConfig(
+        metadata={k: str(v) for k, v in metadata.items()}
+    )
+    if address is not None:  # attaching: the cluster's resources are what they are
+        for name in ("num_cpus", "num_gpus", "resources", "object_store_memory"):
+            options.pop(name, None)
+    return _on_ray.connect(address, job_config=job_config, **options)
+
+
+_job_settings: dict[str, Any] = {}
+"""This driver's job's settings from ``init(job_config=...)``: ``metadata`` and
+``default_actor_lifetime`` (cleared by ``shutdown``)."""
+
+
+def _from_job_config(
+    job_config: Any, runtime_env: Any, namespace: str | None
+) -> tuple[Any, str | None]:
+    """The runtime env and namespace a job gets: ``init``'s own, else the config's."""
+    from .job_config import JobConfig
+
+    if not isinstance(job_config, JobConfig):
+        raise TypeError(
+            "job_config must be a jupyter_ray.job_config.JobConfig, got "
+            f"{type(job_config).__name__}"
+        )
+    return runtime_env or job_config.runtime_env or None, namespace or job_config.ray_namespace
+
+
+def _job_config_settings(job_config: Any) -> dict[str, Any]:
+    if job_config is None:
+        return {}
+    return {
+        "metadata": dict(job_config.metadata),
+        "default_actor_lifetime": job_config.default_actor_lifetime,
+    }
 
 
 def _notebook_integration() -> None:
@@ -280,7 +365,7 @@ def resolve_address(
         # (the Jupyter server sets it for the kernels it starts)
         address = os.environ["JUPYTER_RAY_ADDRESS"]
     if address.endswith(".json"):
-        address = _read_connection_file(address)
+        address, _ = _read_connection_file(address)
     if address == "auto":
         cluster = find_cluster()
         if cluster is None:
@@ -313,8 +398,8 @@ def resolve_address(
     return target, token
 
 
-def _read_connection_file(path: str) -> str:
-    """The address in a Jupyter server's connection file (see ``jupyter_ray.server``)."""
+def _read_connection_file(path: str) -> tuple[str, str | None]:
+    """(address, backend) in a Jupyter server's connection file (``jupyter_ray.server``)."""
     import json
 
     try:
@@ -334,7 +419,8 @@ def _read_connection_file(path: str) -> str:
             "Start it from the jupyter_ray sidebar (or POST jupyter-ray/api/cluster), or "
             "unset JUPYTER_RAY_ADDRESS to start a runtime of your own."
         )
-    return address
+    backend = info.get("backend")
+    return address, backend if isinstance(backend, str) else None
 
 
 def _connected(client: CoreClient) -> None:
@@ -344,6 +430,7 @@ def _connected(client: CoreClient) -> None:
     # coordination to get distinct ids. 4 bytes, as Ray's job ids.
     context.driver_job_id = os.urandom(4).hex()
     metadata = {"origin": "script", "entrypoint": " ".join(sys.argv)[:200]}
+    metadata.update(_job_settings.get("metadata", {}))
     metadata.update(context.job_metadata)
     client.send(p.JobInfo(context.driver_job_id, metadata))
     for hook in connect_hooks:
@@ -368,6 +455,8 @@ def _info() -> RuntimeInfo:
 
 def is_initialized() -> bool:
     """True while this process is connected to a runtime."""
+    if _on_ray.ray is not None:
+        return bool(_on_ray.ray.is_initialized())
     return context.get_client() is not None
 
 
@@ -375,11 +464,14 @@ def shutdown() -> None:
     """Disconnect; stop the local runtime if this process started it. Safe to call twice."""
     global _node
     with _lock:
+        if _on_ray.ray is not None:
+            _on_ray.disconnect()
         client = context.get_client()
         context.set_client(None)
         context.driver_job_id = None
         context.job_runtime_env = None
         context.job_namespace = None
+        _job_settings.clear()
         if client is not None:
             client.close()
         node, _node = _node, None
@@ -413,6 +505,8 @@ def _auto_client() -> CoreClient:
 
 def put(value: Any, *, _owner: Any = None) -> ObjectRef:
     """Store ``value`` in the object store once; returns an ObjectRef to pass around."""
+    if _on_ray.ray is not None:
+        return _on_ray.ray.put(value)
     return _auto_client().put(value)
 
 
@@ -428,6 +522,8 @@ def get(object_refs: Any, *, timeout: float | None = None) -> Any:
     Raises the task's error (a RayTaskError that is also the original exception type),
     or GetTimeoutError when ``timeout`` seconds pass first.
     """
+    if _on_ray.ray is not None:
+        return _on_ray.ray.get(object_refs, timeout=timeout)
     single = isinstance(object_refs, ObjectRef)
     refs = [object_refs] if single else object_refs
     if not isinstance(refs, list | tuple) or not all(isinstance(r, ObjectRef) for r in refs):
@@ -465,6 +561,11 @@ def wait(
 
     Ready refs come in the order they were given, at most ``num_returns`` of them.
     """
+    if _on_ray.ray is not None:
+        on_ray: tuple[list[Any], list[Any]] = _on_ray.ray.wait(
+            list(object_refs), num_returns=num_returns, timeout=timeout, fetch_local=fetch_local
+        )
+        return on_ray
     if isinstance(object_refs, ObjectRef):
         raise TypeError(
             "wait() takes a list of ObjectRefs, got a single ObjectRef: use "
@@ -516,6 +617,13 @@ def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True
     A pending task is dropped; a running one gets TaskCancelledError raised inside it, or
     with ``force=True`` its worker process is killed.
     """
+    if _on_ray.ray is not None:
+        _on_ray.ray.cancel(object_ref, force=force, recursive=recursive)
+        return
+    from .runtime.generators import ObjectRefGenerator
+
+    if isinstance(object_ref, ObjectRefGenerator):
+        object_ref = object_ref.completed()  # (a generator task: stop it where it is)
     if not isinstance(object_ref, ObjectRef):
         raise TypeError(
             f"cancel() takes the ObjectRef returned by f.remote(), got {type(object_ref).__name__}"
@@ -539,33 +647,47 @@ def _short(value: Any) -> str:
 
 def get_gpu_ids() -> list[int]:
     """GPU ids assigned to the current task (empty in the driver)."""
+    if _on_ray.ray is not None:
+        return list(_on_ray.ray.get_gpu_ids())
     ctx = context.current_task()
     return list(ctx.gpu_ids) if ctx is not None else []
 
 
 def cluster_resources() -> dict[str, float]:
     """Total resources of every node in the cluster."""
+    if _on_ray.ray is not None:
+        return dict(_on_ray.ray.cluster_resources())
     return dict(_require_client().query("cluster_resources"))
 
 
 def available_resources() -> dict[str, float]:
     """Resources not in use right now (those fully used are left out, as in Ray)."""
+    if _on_ray.ray is not None:
+        return dict(_on_ray.ray.available_resources())
     return dict(_require_client().query("available_resources"))
 
 
 def nodes() -> list[dict[str, Any]]:
     """One dict per node: ``NodeID``, ``Alive``, ``Resources`` and addresses."""
+    if _on_ray.ray is not None:
+        return list(_on_ray.ray.nodes())
     return list(_require_client().query("nodes"))
+
+
+class RemoteDecoratorError(TypeError, AssertionError):
+    """``@remote()`` with empty parentheses, or with positional arguments: a TypeError,
+    and an AssertionError as Ray raises there."""
 
 
 def remote(*args: Any, **options: Any) -> Any:
     """Make a function a remote function: ``@remote`` or ``@remote(num_cpus=2, ...)``."""
-    if len(args) == 1 and not options and callable(args[0]):
+    if len(args) == 1 and not options:
         return _make_remote(args[0], {})
-    if args:
-        raise TypeError(
-            "remote() takes a function, or only keyword options: use @remote or "
-            "@remote(num_cpus=1, ...)."
+    if args or not options:
+        raise RemoteDecoratorError(
+            "The @remote decorator must be applied either with no arguments and no "
+            "parentheses, as '@jupyter_ray.remote', or with keyword options, as "
+            "'@jupyter_ray.remote(num_cpus=1, ...)'."
         )
 
     def decorator(target: Any) -> Any:

@@ -5,7 +5,9 @@
     jupyter-ray timeline FILE
     jupyter-ray status
     jupyter-ray start --head [--port P] [--num-cpus N] [--num-gpus N] [--resources JSON]
+                      [--labels k=v,...]
     jupyter-ray stop [--force]
+    jupyter-ray to-ray [--address RAY_ADDRESS]
 
 Each command attaches to the newest runtime running on this machine (or ``--address``).
 """
@@ -52,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     tl = sub.add_parser("timeline", help="write a Chrome trace of executed tasks")
     tl.add_argument("file")
     sub.add_parser("status", help="nodes, resources and object store use")
+    to_ray = sub.add_parser(
+        "to-ray", help="how to move notebooks from the built-in cluster to a Ray cluster"
+    )
+    to_ray.add_argument(
+        "--address", dest="ray_address", default=None, help="the Ray cluster's address"
+    )
     start = sub.add_parser("start", help="start a head node in the background")
     start.add_argument("--head", action="store_true", help="start the cluster's head node")
     start.add_argument("--address", help="HOST:PORT of a head to join as a worker node")
@@ -61,10 +69,21 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--num-gpus", type=float, default=None)
     start.add_argument("--resources", default=None, help="JSON, e.g. '{\"tpu\": 4}'")
     start.add_argument("--object-store-memory", type=int, default=None, help="bytes")
+    start.add_argument(
+        "--labels",
+        default=None,
+        help="this node's labels, for label_selector: 'zone=a,disk=ssd' or a JSON object",
+    )
     start.add_argument("--token", default=None, help="cluster token (with --address)")
     stop = sub.add_parser("stop", help="stop every jupyter_ray runtime on this machine")
     stop.add_argument("--force", action="store_true", help="SIGKILL instead of SIGTERM")
     return parser
+
+
+def _labels(text: str | None) -> dict[str, str]:
+    from .runtime.labels import parse_node_labels
+
+    return parse_node_labels(text) if text else {}
 
 
 def _filters(items: Sequence[str]) -> list[tuple[str, str, str]]:
@@ -113,7 +132,12 @@ def _start(args: argparse.Namespace) -> int:
             args.num_cpus, args.num_gpus, resources, args.object_store_memory
         )
         node = start_local_node(
-            totals, store, head=True, listen=f"{args.host}:{args.port}", origin="cli"
+            totals,
+            store,
+            head=True,
+            listen=f"{args.host}:{args.port}",
+            origin="cli",
+            labels=_labels(args.labels),
         )
     except (ValueError, TypeError) as err:
         print(f"jupyter-ray: {err}", file=sys.stderr)
@@ -167,6 +191,7 @@ def _join(args: argparse.Namespace) -> int:
             join=args.address,
             token=token,
             origin="cli",
+            labels=_labels(args.labels),
         )
     except (ValueError, TypeError) as err:
         print(f"jupyter-ray: {err}", file=sys.stderr)
@@ -212,12 +237,44 @@ def _stop(force: bool) -> int:
     return 0
 
 
+def to_ray_steps(address: str | None) -> str:
+    """The steps that move notebooks and scripts onto a Ray cluster; only the address
+    changes, and these say where it goes."""
+    where = address or "HOST:6379"
+    return f"""Moving from jupyter_ray's built-in cluster to a Ray cluster
+
+What changes: the address. Your notebooks and scripts stay as they are
+(import jupyter_ray as ray; @ray.remote; ray.get...), and so do the magics and the sidebar.
+
+1. Install Ray beside jupyter_ray:
+       pip install 'jupyter_ray[ray]'
+2. Have a Ray cluster (one you run, or: ray start --head), and its address: {where}
+   (or ray://HOST:10001 for Ray Client).
+3. Point the notebooks at it, one of:
+   - the Jupyter server, for every kernel it starts, in jupyter_server_config.py:
+         c.JupyterRay.backend = "ray"
+         c.JupyterRay.address = "{where}"
+         c.JupyterRay.ray_dashboard_url = "http://HOST:8265"   # Ray's state API, for the sidebar
+   - one notebook:   %ray_start --backend ray --address {where}
+   - a script:       JUPYTER_RAY_BACKEND=ray JUPYTER_RAY_ADDRESS={where} python script.py
+                     (or ray.init(address="ray://HOST:10001") in the code)
+4. Nothing else: ray.get, ray.put, ray.ObjectRef, ray.exceptions and ray.util now are
+   Ray's own. On Ray, a cell's tasks still carry the cell (in their Ray task name), so
+   the cell strips, the per-cell graph and output under the cell keep working; what Ray's
+   state API does not expose (which results a task takes, per-node usage) shows as
+   unavailable. See the README, "On a Ray cluster".
+"""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "start":
         return _start(args)
     if args.command == "stop":
         return _stop(args.force)
+    if args.command == "to-ray":
+        print(to_ray_steps(args.ray_address))
+        return 0
     import jupyter_ray as ray
     from jupyter_ray import state
 

@@ -4,6 +4,7 @@ Same names as ``ray.exceptions`` so existing ``except`` clauses keep working.
 """
 
 from .runtime.exceptions import (
+    ActorClassInheritanceException,
     ActorDiedError,
     ActorUnavailableError,
     GetTimeoutError,
@@ -20,6 +21,7 @@ from .runtime.exceptions import (
 )
 
 __all__ = [
+    "ActorClassInheritanceException",
     "ActorDiedError",
     "ActorUnavailableError",
     "GetTimeoutError",

@@ -4,19 +4,35 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import pickle
+import warnings
 from typing import Any, Generic, TypeVar
 
-from ._options import merge_runtime_env, normalize_task_options, place, with_accelerator
+from ._options import (
+    DYNAMIC,
+    STREAMING,
+    merge_runtime_env,
+    normalize_task_options,
+    place,
+    placement,
+    with_accelerator,
+    with_labels,
+)
+from ._signature import check_call, shape_of
+from .on_ray import backend as _on_ray
 from .runtime import context
 from .runtime.core import CoreClient
+from .runtime.generators import DYNAMIC as DYNAMIC_KIND
+from .runtime.generators import STREAMING as STREAMING_KIND
+from .runtime.generators import ObjectRefGenerator, StreamState
 from .runtime.object_ref import ObjectRef
 from .runtime.serialization import dumps_function
 
 R = TypeVar("R")
 
 DEFAULTS: dict[str, Any] = {
-    "num_returns": 1,
+    "num_returns": None,  # 1, or "streaming" for a generator function
     "num_cpus": 1.0,
     "num_gpus": 0.0,
     "memory": 0.0,
@@ -29,6 +45,33 @@ DEFAULTS: dict[str, Any] = {
 }
 
 INFINITE_RETRIES = 1 << 30
+
+FUNCTION_SIZE_WARN = 10**7
+FUNCTION_SIZE_ERROR = 10**8
+"""Pickled sizes (bytes) at which a remote function or actor class gets Ray's warning,
+and its error: such a size almost always means it captured a large object by accident."""
+
+
+def check_pickled_size(payload: bytes, kind: str, name: str) -> None:
+    """Ray's warning for a very large pickled function or class, and its error for a
+    too large one."""
+    size = len(payload)
+    tip = (
+        "Check that its definition is not implicitly capturing a large array or other "
+        "object in scope. Tip: use jupyter_ray.put() to put large objects in the object "
+        "store, and pass the ref."
+    )
+    if size >= FUNCTION_SIZE_ERROR:
+        raise ValueError(
+            f"The {kind} {name} is too large ({size >> 20} MiB > "
+            f"{FUNCTION_SIZE_ERROR >> 20} MiB). {tip}"
+        )
+    if size > FUNCTION_SIZE_WARN:
+        warnings.warn(
+            f"The {kind} {name} is very large ({size >> 20} MiB). {tip}",
+            UserWarning,
+            stacklevel=5,
+        )
 
 
 def _client() -> CoreClient:
@@ -53,11 +96,30 @@ class RemoteFunction(Generic[R]):
     """
 
     def __init__(self, function: Any, options: dict[str, Any]) -> None:
+        if inspect.iscoroutinefunction(function):
+            raise ValueError(
+                "'async def' should not be used for remote tasks. You can wrap the async "
+                "function with `asyncio.run(f())`, or make it a method of an actor (async "
+                "actors run async def methods on an event loop)."
+            )
         self._function = function
-        self._options = normalize_task_options(options, "remote functions")
         self._name = getattr(function, "__name__", None) or repr(function)
+        self._generator = inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(
+            function
+        )
+        self._options = self._checked(normalize_task_options(options, "remote functions"))
+        self._shape = shape_of(function)
         self._pickled: tuple[bytes, bytes] | None = None
         functools.update_wrapper(self, function)
+
+    def _checked(self, options: dict[str, Any]) -> dict[str, Any]:
+        n = options.get("num_returns")
+        if n in (STREAMING, DYNAMIC) and not self._generator:
+            raise ValueError(
+                f"num_returns={n!r} can only be used with generator functions (functions "
+                f"that use 'yield'); {self._name} is not one."
+            )
+        return options
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(
@@ -67,23 +129,33 @@ class RemoteFunction(Generic[R]):
 
     def options(self, **options: Any) -> _BoundOptions:
         """Override options for one call: ``f.options(num_cpus=2).remote(x)``."""
-        return _BoundOptions(self, normalize_task_options(options, "remote functions"))
+        return _BoundOptions(
+            self, self._checked(normalize_task_options(options, "remote functions"))
+        )
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
-        """Submit the task; returns an ObjectRef (a list of them if num_returns > 1)."""
+        """Submit the task; returns an ObjectRef (a list of them if num_returns > 1, an
+        ObjectRefGenerator for a generator function)."""
+        check_call(self._shape, args, kwargs, self._name)
         return self._submit(self._options, args, kwargs)
 
     def _function_payload(self) -> tuple[bytes, bytes]:
         if self._pickled is None:
             payload = dumps_function(self._function)
+            check_pickled_size(payload, "remote function", self._name)
             self._pickled = (hashlib.sha1(payload).digest()[:16], payload)
         return self._pickled
 
     def _submit(self, overrides: dict[str, Any], args: Any, kwargs: Any) -> Any:
+        if _on_ray.ray is not None:  # the Ray backend: Ray runs it (jupyter_ray.on_ray)
+            options = {**self._options, **overrides}
+            return _on_ray.submit_function(self, self._function, self._name, options, args, kwargs)
         opts = {**DEFAULTS, **self._options, **overrides}
         client = _client()
         try:
             fn_id, payload = self._function_payload()
+        except ValueError:
+            raise
         except Exception as err:
             raise TypeError(
                 f"Could not serialize the function {self._name}: {err}. Remote functions "
@@ -97,8 +169,12 @@ class RemoteFunction(Generic[R]):
             demand["GPU"] = opts["num_gpus"]
         if opts["memory"]:
             demand["memory"] = opts["memory"]
-        demand = place(demand, opts.get("scheduling_strategy"))
+        strategy, capture = placement(
+            opts.get("scheduling_strategy"), opts.get("placement_group", "default") is None
+        )
+        demand = place(demand, strategy, self._name)
         demand = with_accelerator(demand, opts.get("accelerator_type"))
+        demand = with_labels(demand, opts.get("label_selector"), opts.get("fallback_strategy"))
         retry_exceptions = opts["retry_exceptions"]
         if isinstance(retry_exceptions, list | tuple):
             retry_exceptions = pickle.dumps(list(retry_exceptions)) if retry_exceptions else False
@@ -106,6 +182,13 @@ class RemoteFunction(Generic[R]):
         if max_retries == -1:
             max_retries = INFINITE_RETRIES
         num_returns = opts["num_returns"]
+        if num_returns is None:
+            num_returns = STREAMING if self._generator else 1
+        stream = StreamState() if num_returns == STREAMING else None
+        generator = 0
+        if num_returns in (STREAMING, DYNAMIC):
+            generator = STREAMING_KIND if num_returns == STREAMING else DYNAMIC_KIND
+            num_returns = 1
         refs = client.submit(
             fn_id,
             payload,
@@ -118,7 +201,12 @@ class RemoteFunction(Generic[R]):
             retry_exceptions,
             opts["max_calls"],
             runtime_env=merge_runtime_env(context.current_runtime_env(), opts["runtime_env"]),
+            generator=generator,
+            stream=stream,
+            capture_group=capture,
         )
+        if stream is not None:
+            return ObjectRefGenerator(client, stream)
         if num_returns == 1:
             return refs[0]
         if num_returns == 0:
@@ -140,6 +228,7 @@ class _BoundOptions:
         self._overrides = overrides
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
+        check_call(self._fn._shape, args, kwargs, self._fn._name)
         return self._fn._submit(self._overrides, args, kwargs)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

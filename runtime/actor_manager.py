@@ -132,6 +132,13 @@ class ActorManager(ClusterActors):
         assert record is not None
         if rec.spec.kind == p.ACTOR_CREATION:
             self._creation_done(record, rec, msg)
+        elif msg.retry and rec.retries_left > 0 and not rec.cancelled and record.state == ALIVE:
+            # retry_exceptions: the call runs again, first in its caller's queue
+            record.inflight.pop(rec.spec.task_id, None)
+            for payload in msg.results:
+                self._release_payload(payload)
+            self._calls_lost(record, [rec], "")
+            self.pump_actor(record)
         else:
             record.inflight.pop(rec.spec.task_id, None)
             # a direct call's caller has the value already (or asked for it)
@@ -187,7 +194,7 @@ class ActorManager(ClusterActors):
             )
             return
         rec.actor = record
-        rec.retries_left = _call_retries(record)
+        rec.retries_left = _call_retries(record, spec)
         if not record.proxy:  # (the owner's node holds it once the call gets there)
             self.objects.hold(record.cookie)  # a pending call keeps the actor alive
         if record.state == DEAD:
@@ -236,7 +243,7 @@ class ActorManager(ClusterActors):
                 self._fail(rec, RayActorError("the actor of a direct call is unknown here"))
                 continue
             rec.actor = record
-            rec.retries_left = _call_retries(record)
+            rec.retries_left = _call_retries(record, spec)
             self.objects.hold(record.cookie)
             done = self.direct_early.pop(spec.task_id, None)
             worker = record.worker
@@ -503,7 +510,9 @@ class ActorManager(ClusterActors):
         raise ValueError(f"unknown actor query {what!r}")
 
 
-def _call_retries(record: ActorRecord) -> int:
-    """How often a call to this actor is tried again when its process dies."""
-    limit = record.options.max_task_retries
+def _call_retries(record: ActorRecord, spec: p.TaskSpec) -> int:
+    """How often a call is tried again when the actor's process dies (or, with
+    ``retry_exceptions``, when it raises): its method's ``max_task_retries`` when
+    ``@method`` or ``.options`` set one (``spec.max_retries >= 0``), else the actor's."""
+    limit = spec.max_retries if spec.max_retries >= 0 else record.options.max_task_retries
     return 1 << 30 if limit < 0 else limit

@@ -111,11 +111,18 @@ class ActorDirectory:
         q.append(task)
 
     def releasable(self, record: ActorRecord) -> list[Any]:
-        """Pop, in order, the calls whose turn has come and whose arguments are ready."""
+        """Pop the calls whose turn has come and whose arguments are ready: each
+        caller's in order, or, for an actor that runs calls out of order (threaded and
+        async ones, as in Ray), every call whose arguments are ready."""
         out: list[Any] = []
         for caller, q in list(record.queues.items()):
             while q and q[0].missing == 0:
                 out.append(q.popleft())
+            if q and record.options.out_of_order:
+                waiting = deque(t for t in q if t.missing)
+                if len(waiting) < len(q):
+                    out += [t for t in q if not t.missing]
+                    record.queues[caller] = q = waiting
             if not q:
                 del record.queues[caller]
         return out

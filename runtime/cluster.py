@@ -200,6 +200,7 @@ class ClusterMember:
             True,
             self.is_head,
             self._stats_for_peers(),
+            dict(self.ledger.labels),
         )
 
     def peers(self) -> list[NodeView]:

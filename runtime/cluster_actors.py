@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import protocol as p
 from .actors import ALIVE, DEAD, ActorDirectory, ActorRecord, alive_cookie
-from .exceptions import RayActorError
+from .exceptions import RayActorError, RaySystemError
 from .ids import object_id_for
 from .serialization import deserialize, serialize
 from .state_schema import SCHEDULED
@@ -401,6 +401,16 @@ class ClusterActors:
     def send_routed(self, record: ActorRecord) -> None:
         """Release calls whose turn has come to the route, in order, by one sender."""
         for rec in self.actors.releasable(record):
+            if rec.spec.generator:
+                self._fail(
+                    rec,
+                    RaySystemError(
+                        f"{rec.spec.name}() is a generator method of an actor on another "
+                        "node, which jupyter_ray cannot stream yet: give the actor "
+                        "resources only this node has, or return a list instead."
+                    ),
+                )
+                continue
             record.inflight[rec.spec.task_id] = rec
             self._mark(rec, SCHEDULED)
             record.outbox.append(rec)

@@ -22,6 +22,10 @@ actor_id: bytes | None = None
 """Set in a worker that hosts an actor."""
 actor_instance: Any = None
 """The actor object itself, in its worker (for ``get_runtime_context().current_actor``)."""
+actor_name: str | None = None
+"""The actor's name, in its worker (None: unnamed)."""
+actor_restarts = 0
+"""How often the actor had been restarted when this process created it."""
 
 cell_id_provider: Callable[[], tuple[str | None, int | None]] | None = None
 """Set by the Jupyter layer: returns (cell id, execution count) of the cell now running."""
@@ -39,6 +43,9 @@ class TaskContext:
     lane: Any = None  # direct.CallerLane of a direct actor call: output goes there
     runtime_env: dict[str, Any] | None = None  # inherited by the tasks this one submits
     namespace: str | None = None  # the job's namespace for named actors (None: default)
+    capture_group: bytes | None = None  # placement group its children run in (if any)
+    resources: dict[str, float] | None = None  # what the node granted it (or its actor)
+    function: Any = None  # the function or method it runs (for its name)
 
 
 def get_client() -> CoreClient | None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "ActorClassInheritanceException",
     "ActorDiedError",
     "ActorUnavailableError",
     "GetTimeoutError",
@@ -94,6 +95,11 @@ class ActorDiedError(RayActorError):
 
 class ActorUnavailableError(RayActorError):
     """The actor cannot take calls right now (for example while it restarts)."""
+
+
+class ActorClassInheritanceException(TypeError):
+    """A class derives from a class decorated with ``@remote`` (as in Ray, a TypeError):
+    derive from the undecorated class instead."""
 
 
 class PendingCallsLimitExceeded(RayError):
@@ -268,8 +274,15 @@ class RayTaskError(RayError):
         return [head, *self.traceback_str.rstrip().splitlines()]
 
     def as_instanceof_cause(self) -> RayTaskError:
-        """Return this error as an instance of ``RayTaskError`` *and* the cause's class."""
+        """Return this error as an instance of ``RayTaskError`` *and* the cause's class.
+
+        When that class cannot be subclassed (a ``__init_subclass__`` that refuses, an
+        incompatible C layout) this stays a plain RayTaskError, whose message and
+        ``cause`` still hold the user's exception, as in Ray.
+        """
         cause = self.cause
+        while isinstance(cause, RayTaskError) and cause.cause is not None:
+            cause = cause.cause  # (an error that passed through intermediate tasks)
         if cause is None or isinstance(cause, RayTaskError):
             return self
         cause_cls = type(cause)
@@ -278,7 +291,11 @@ class RayTaskError(RayError):
         cls = _dual_class(cause_cls)
         if cls is None:
             return self
-        err: RayTaskError = Exception.__new__(cls)
+        try:
+            # the class's own __new__: OSError's family refuses Exception.__new__
+            err: RayTaskError = cls.__new__(cls)  # type: ignore[call-overload]
+        except Exception:
+            return self
         err.function_name = self.function_name
         err._traceback_text = self._traceback_text
         err.cause = cause
@@ -308,7 +325,7 @@ def _dual_class(cause_cls: type) -> type | None:
                 "__qualname__": name,
             },
         )
-    except TypeError:  # incompatible layouts (some C exception types); fall back
+    except Exception:  # incompatible layouts, or a class that refuses subclasses
         cls = None
     _dual_classes[cause_cls] = cls
     return cls

@@ -83,6 +83,7 @@ def start_local_node(
     token: str | None = None,
     origin: str = "script",
     label: str = "",
+    labels: dict[str, str] | None = None,
 ) -> LocalNode:
     """Start a node manager (and its workers) and wait until it listens.
 
@@ -124,6 +125,8 @@ def start_local_node(
     if join:
         cmd += ["--join", join]
     cmd += ["--origin", origin, "--label", label]
+    if labels:
+        cmd += ["--labels", json.dumps(labels)]
     env = dict(os.environ)
     if token:
         env["JUPYTER_RAY_TOKEN"] = token  # in the environment, not on the command line

@@ -29,13 +29,15 @@ from . import auth, leftovers
 from . import protocol as p
 from .actor_manager import ACTOR_QUERIES, ActorManager
 from .actors import ActorDirectory, ActorRecord
+from .cancel import Cancellation
 from .cluster import ClusterMember
 from .discovery import remove_session, write_session
-from .exceptions import TaskCancelledError, WorkerCrashedError
 from .feed import ChangeFeed
+from .generators import GeneratorItems
 from .history import TaskHistory
-from .ids import object_id_for, random_id, task_id_of
+from .ids import object_id_for, random_id
 from .jobs import JobTable
+from .labels import MARKER, choose, describe, node_labels
 from .object_manager import ObjectManager
 from .objects import ObjectEntry, ObjectTable
 from .placement import PG_QUERIES, PlacementGroupRecord, PlacementGroups
@@ -56,13 +58,14 @@ from .store import Allocator, Arena
 from .telemetry import Telemetry
 from .transfer import NodeTransfers
 from .transport import ServerConnection
+from .worker_pool import MAX_WORKERS, WorkerPool
 
 log = logging.getLogger("jupyter_ray.node")
 
 SPILL_PREFIX = "jupyter_ray-spill-"
 
+NODE_ID_SIZE = 28  # bytes, as Ray's node ids (56 hex digits)
 IDLE_WORKER_TTL = 30.0
-MAX_WORKERS = 256
 
 
 @dataclass(slots=True, eq=False)
@@ -76,6 +79,10 @@ class WorkerState:
     idle_since: float = field(default_factory=time.monotonic)
     exiting: bool = False
     actor: ActorRecord | None = None  # set while the worker is dedicated to an actor
+    # Whether it has run work that used GPUs (None: nothing yet). As in Ray, GPU and CPU
+    # work never share a process: a library that opened a GPU keeps it (and its memory)
+    # for the life of the process.
+    gpu: bool | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -97,10 +104,19 @@ class TaskRecord:
     cancelled: bool = False
     force_cancel: bool = False
     actor: ActorRecord | None = None
+    items: int = 0  # a streaming generator's: how many values it has reported
 
 
 class NodeManager(
-    ActorManager, ObjectManager, StateView, ClusterMember, NodeTransfers, PlacementGroups
+    ActorManager,
+    ObjectManager,
+    StateView,
+    ClusterMember,
+    NodeTransfers,
+    PlacementGroups,
+    GeneratorItems,
+    Cancellation,
+    WorkerPool,
 ):
     """State and handlers of one node; see the module docstring for threading."""
 
@@ -118,8 +134,9 @@ class NodeManager(
         zygote: subprocess.Popen[bytes] | None = None,
         origin: str = "script",
         label: str = "",
+        labels: dict[str, str] | None = None,
     ) -> None:
-        self.node_id = random_id(14)
+        self.node_id = random_id(NODE_ID_SIZE)
         self.session_dir = session_dir
         self.socket_path = os.path.join(session_dir, SOCKET_NAME)
         self.embedded = embedded
@@ -129,7 +146,7 @@ class NodeManager(
         self.token = token
         self.tcp_address: str | None = None
         self.init_cluster(is_head=join is None, join=join)
-        self.ledger = ResourceLedger(resources)
+        self.ledger = ResourceLedger(resources, node_labels(self.node_id, resources, labels))
         self.ready = ReadyQueue()
         self.objects = ObjectTable()
         self.arena = Arena(os.path.join(session_dir, "arena"), object_store_memory, create=True)
@@ -189,6 +206,7 @@ class NodeManager(
             p.CancelRequest: self.on_cancel,
             p.CancelCell: self.on_cancel_cell,
             p.TaskDone: self.on_task_done,
+            p.GeneratorItem: self.on_generator_item,
             p.TaskStarted: self.on_task_started,
             p.LogLines: self.on_log_lines,
             p.Query: self.on_query,
@@ -274,14 +292,6 @@ class NodeManager(
         self.arena.unlink()
         shutil.rmtree(self.spill_dir, ignore_errors=True)
         shutil.rmtree(self.session_dir, ignore_errors=True)  # ours alone
-
-    def _process_exited(self, pid: int) -> None:
-        if not any(w.pid == pid for w in self.workers.values()) and pid not in self._said_hello:
-            # it died before it said hello: stop waiting for it
-            self.starting = max(0, self.starting - 1)
-            self._maintain_pool()
-            self._dispatch_tasks()
-        self._said_hello.discard(pid)
 
     async def _feed_loop(self) -> None:
         """Flush the change feed every ``feed.interval`` seconds while anyone listens."""
@@ -541,20 +551,43 @@ class NodeManager(
         self._mark(rec, PENDING_RESOURCES)
         demand = rec.spec.resources
         if not self.ledger.feasible(demand) and not self.feasible_somewhere(demand):
-            key = tuple(sorted(demand.items()))
-            if key not in self._warned_infeasible:
-                self._warned_infeasible.add(key)
-                text = (
-                    f"{rec.spec.name} needs {demand}, more than this cluster has "
-                    f"({self.ledger.total}); it waits until such resources are added. "
-                    "Lower its num_cpus/num_gpus/resources, or cancel it."
-                )
-                log.warning(text)
-                owner = self.conns.get(rec.spec.owner)
-                if owner is not None:
-                    owner.send(p.DriverWarning(text))
+            self._infeasible(rec)
+            demand = rec.spec.resources
         self.ready.push(demand, rec)
         self._dispatch_tasks()
+
+    def _infeasible(self, rec: TaskRecord) -> None:
+        """No node could ever run it: take the fallback of a label selector that names a
+        node that can (see labels.py), else tell the owner once why it waits."""
+        demand = rec.spec.resources
+        markers = [k for k in demand if k.startswith(MARKER)]
+        if markers:
+            nodes = [self.ledger.labels] + [v.labels for v in self.peers()]
+            demand = {(choose(k, nodes) if k in markers else k): v for k, v in demand.items()}
+            rec.spec.resources = demand
+            if self.ledger.feasible(demand) or self.feasible_somewhere(demand):
+                return
+        key = tuple(sorted(demand.items()))
+        if key in self._warned_infeasible:
+            return
+        self._warned_infeasible.add(key)
+        wanted = {k: v for k, v in demand.items() if not k.startswith(MARKER)}
+        text = (
+            f"{rec.spec.name} needs {wanted}, more than this cluster has "
+            f"({self.ledger.total}); it waits until such resources are added. "
+            "Lower its num_cpus/num_gpus/resources, or cancel it."
+        )
+        for marker in markers:
+            text = (
+                f"{rec.spec.name} asks for a node with {describe(marker)}, and no live node "
+                "has such labels (nodes get labels from 'jupyter-ray start --labels k=v' or "
+                "init(labels=...)); it waits until one joins. Change the selector, add a "
+                "fallback_strategy, or cancel it."
+            )
+        log.warning(text)
+        owner = self.conns.get(rec.spec.owner)
+        if owner is not None:
+            owner.send(p.DriverWarning(text))
 
     def _dispatch_tasks(self) -> None:
         if self.pending_groups:
@@ -563,10 +596,12 @@ class NodeManager(
             return
         want_workers = 0
         for demand, queue in self.ready.shapes():
+            gpu = demand.get("GPU", 0.0) > 0 or (bool(self.groups) and _uses_group_gpu(demand))
             while queue:
                 if not self.ledger.fits(demand):
                     break
-                if not self.idle:
+                worker = self._idle_worker(gpu)
+                if worker is None:
                     want_workers += min(len(queue), self.ledger.how_many_fit(demand))
                     break
                 grant = self.ledger.acquire(demand)
@@ -575,7 +610,7 @@ class NodeManager(
                     grant.gpu_ids = self.group_gpu_ids(demand)  # GPUs of its bundle
                 rec = self.ready.popleft(queue)
                 assert isinstance(rec, TaskRecord)
-                self._run(rec, self.idle.pop(), grant)
+                self._run(rec, worker, grant)
         if self.cluster:
             self._spill_to_peers()
         if want_workers:
@@ -591,6 +626,8 @@ class NodeManager(
             while queue:
                 rec = queue[0]
                 assert isinstance(rec, TaskRecord)
+                if rec.spec.generator:
+                    break  # its values go to its owner here: it runs on this node
                 node_id = self.place_elsewhere(demand, self.ledger.feasible(demand))
                 if node_id is None:
                     break
@@ -623,9 +660,11 @@ class NodeManager(
             if entry.payload.in_arena:
                 self.objects.pin(entry, worker.conn.conn_id)
             payloads.append(entry.payload)
-        options = rec.actor.options if spec.kind == p.ACTOR_CREATION and rec.actor else None
+        creation = spec.kind == p.ACTOR_CREATION and rec.actor is not None
+        options = rec.actor.options if creation and rec.actor else None
+        attempt = rec.actor.restarts if creation and rec.actor else rec.attempt
         worker.conn.send(
-            p.ExecuteTask(spec, fn_payload, payloads, gpu_ids, rec.retries_left, options)
+            p.ExecuteTask(spec, fn_payload, payloads, gpu_ids, rec.retries_left, options, attempt)
         )
 
     def on_task_done(self, conn: ServerConnection, msg: p.TaskDone) -> None:
@@ -683,16 +722,6 @@ class NodeManager(
                 owner = self.conns.get(rec.spec.owner)
                 if owner is not None and owner.role == "peer":
                     owner.send(p.TaskStarted([(task_id, started)]))
-
-    def _free_worker(self, worker: WorkerState, exiting: bool) -> None:
-        if worker.lent_cpus:
-            worker.lent_cpus = 0.0
-        worker.task = None
-        worker.idle_since = time.monotonic()
-        if exiting:
-            worker.exiting = True
-        elif not worker.exiting:
-            self.idle.append(worker)
 
     def _finish(
         self,
@@ -758,6 +787,11 @@ class NodeManager(
 
     def on_blocked(self, conn: ServerConnection, msg: p.Blocked) -> None:
         worker = self.workers.get(conn.conn_id)
+        if msg.waiting_on and all(
+            (entry := self.objects.get(oid)) is not None and entry.payload is not None
+            for oid in msg.waiting_on
+        ):
+            return  # everything is ready: the worker will not wait long
         if worker is not None and worker.task is not None and worker.task.grant is not None:
             worker.lent_cpus = self.ledger.lend_cpu(worker.task.grant)
             self._dispatch_tasks()
@@ -768,108 +802,6 @@ class NodeManager(
             self.ledger.reclaim_cpu(worker.lent_cpus)
             worker.lent_cpus = 0.0
 
-    def _drop_tasks_of(self, conn: ServerConnection) -> None:
-        """A driver left: nobody will ever ask for its tasks' results, so its tasks (and
-        theirs) are cancelled, as Ray ends a job's tasks when its driver exits. Waiting
-        ones would otherwise hold their place in the queue for ever."""
-        mine = [
-            rec.spec.task_id
-            for rec in self.tasks.values()
-            if rec.spec.owner == conn.conn_id and rec.spec.kind == p.TASK
-        ]
-        self._cancel_many(mine, force=False, recursive=True)
-
-    def on_cancel(self, conn: ServerConnection, msg: p.CancelRequest) -> None:
-        self._cancel(task_id_of(msg.object_id), msg.force, msg.recursive)
-
-    def on_cancel_cell(self, conn: ServerConnection, msg: p.CancelCell) -> None:
-        """Cancel the cell's tasks and their children; actors it created live on.
-
-        Nested tasks carry the cell and job of the task that submitted them, so they
-        match too; tasks forwarded to other nodes get the cancel there (``_cancel``).
-        With a ``req_id`` the driver hears how many live tasks were cancelled (the
-        kernel says so in the KeyboardInterrupt it raises).
-        """
-        matching = [
-            rec.spec.task_id
-            for rec in self.tasks.values()
-            if rec.spec.cell_id == msg.cell_id
-            and rec.spec.job_id == msg.job_id
-            and rec.spec.kind != p.ACTOR_CREATION
-        ]
-        self._cancel_many(matching, msg.force, recursive=True)
-        if msg.req_id:
-            conn.send(p.QueryReply(msg.req_id, len(matching)))
-
-    def _cancel(self, task_id: bytes, force: bool, recursive: bool) -> None:
-        self._cancel_many([task_id], force, recursive)
-
-    def _cancel_many(self, task_ids: list[bytes], force: bool, recursive: bool) -> None:
-        """Cancel these tasks, and with ``recursive`` the tasks they started, children
-        first. The children are found with one pass over the tasks, whatever the count
-        (a pass per task made cancelling a driver's 60,000 tasks take minutes)."""
-        if recursive:
-            children: dict[bytes, list[bytes]] = {}
-            for rec in self.tasks.values():
-                if rec.spec.parent_task is not None:
-                    children.setdefault(rec.spec.parent_task, []).append(rec.spec.task_id)
-            order: list[bytes] = []
-            seen: set[bytes] = set()
-            stack = [(task_id, False) for task_id in reversed(task_ids)]
-            while stack:  # depth first, each task after its children
-                task_id, expanded = stack.pop()
-                if expanded:
-                    order.append(task_id)
-                elif task_id not in seen:
-                    seen.add(task_id)
-                    stack.append((task_id, True))
-                    stack += [(c, False) for c in children.get(task_id, ())]
-            task_ids = order
-        queued = [
-            rec
-            for rec in (self.tasks.get(task_id) for task_id in task_ids)
-            if rec is not None
-            and rec.state == PENDING_RESOURCES
-            and rec.spec.kind != p.ACTOR_METHOD
-        ]
-        if len(queued) > 1:
-            self.ready.remove_all(list(queued))
-        dequeued = {id(rec) for rec in queued} if len(queued) > 1 else set()
-        for task_id in task_ids:
-            self._cancel_one(task_id, force, recursive, dequeued)
-
-    def _cancel_one(self, task_id: bytes, force: bool, recursive: bool, dequeued: set[int]) -> None:
-        rec = self.tasks.get(task_id)
-        if rec is None:
-            return
-        rec.cancelled = True
-        error = TaskCancelledError(rec.spec.name)
-        if rec.spec.kind == p.ACTOR_METHOD and rec.state != "running":
-            self.unqueue_actor_call(rec)
-        if rec.state == PENDING_ARGS:
-            for oid in rec.spec.deps:
-                waiters = self.waiting_on.get(oid)
-                if waiters and rec in waiters:
-                    waiters.remove(rec)
-            self._fail(rec, error)
-        elif rec.state == PENDING_RESOURCES:
-            if rec.spec.kind != p.ACTOR_METHOD and id(rec) not in dequeued:
-                self.ready.remove(rec)
-            self._fail(rec, error)
-        elif spec_id_forwarded := self.forwarded.get(task_id):
-            spec_id_forwarded.link.send(
-                p.CancelRequest(object_id_for(task_id, 0), force, recursive)
-            )
-        elif rec.worker is not None:
-            if force:
-                rec.force_cancel = True
-                self._kill_worker(rec.worker)
-            else:
-                rec.worker.conn.send(p.CancelTask(task_id, False))
-
-    def _kill_worker(self, worker: WorkerState, sig: int = signal.SIGKILL) -> None:
-        self.processes.kill(worker.pid, sig)
-
     def on_log_lines(self, conn: ServerConnection, msg: p.LogLines) -> None:
         rec = self.tasks.get(msg.task_id)
         owner = self.conns.get(rec.spec.owner) if rec is not None else None
@@ -878,54 +810,6 @@ class NodeManager(
         else:
             stream = sys.stdout if msg.stream == 1 else sys.stderr
             stream.write(msg.text)
-
-    # --- workers ---------------------------------------------------------------------
-
-    def _start_worker(self) -> None:
-        self.processes.spawn(random_id(8))
-        self.starting += 1
-
-    def _on_worker_lost(self, worker: WorkerState) -> None:
-        if worker in self.idle:
-            self.idle.remove(worker)
-        rec = worker.task
-        code = self.processes.exit_code(worker.pid)
-        if worker.actor is not None:
-            self.actor_process_lost(worker.actor, code)
-        elif rec is not None:
-            if rec.grant is not None:
-                self.ledger.release(rec.grant)
-                rec.grant = None
-            rec.worker = None
-            if rec.cancelled:
-                self._fail(rec, TaskCancelledError(rec.spec.name))
-            elif rec.retries_left > 0:
-                rec.retries_left -= 1
-                rec.attempt += 1
-                self._enqueue(rec)
-            else:
-                tries = rec.spec.max_retries + 1
-                self._fail(
-                    rec,
-                    WorkerCrashedError(
-                        f"The worker (pid {worker.pid}) running {rec.spec.name}() died"
-                        f"{f' with exit code {code}' if code is not None else ''} after "
-                        f"{tries} attempt{'s' if tries > 1 else ''}. Its log is in "
-                        f"{self.logs_dir}. If the task runs out of memory or crashes the "
-                        "interpreter, fix that or raise max_retries."
-                    ),
-                )
-        # Also after a max_calls exit; retiring surplus idle workers leaves pool_size.
-        self._maintain_pool()
-        self._dispatch_tasks()
-
-    def _maintain_pool(self) -> None:
-        """Keep ``pool_size`` task workers (actors' dedicated workers do not count)."""
-        if self._stopping.is_set():
-            return
-        pool = sum(1 for w in self.workers.values() if w.actor is None and not w.exiting)
-        for _ in range(self.pool_size - pool - self.starting):
-            self._start_worker()
 
 
 # --- process entry point -------------------------------------------------------------
@@ -942,6 +826,11 @@ def _sum(dicts: Any) -> dict[str, float]:
         for k, v in d.items():
             total[k] = total.get(k, 0.0) + v
     return total
+
+
+def _uses_group_gpu(demand: dict[str, float]) -> bool:
+    """Whether a demand takes a placement group's GPUs."""
+    return any(k.startswith("GPU_group_") and v > 0 for k, v in demand.items())
 
 
 def _has_module(name: str) -> bool:
@@ -965,6 +854,7 @@ def main(argv: list[str] | None = None, zygote: subprocess.Popen[bytes] | None =
     parser.add_argument("--join", default=None, help="HOST:PORT of the head to join")
     parser.add_argument("--origin", default="script", help="who started it (for the registry)")
     parser.add_argument("--label", default="", help="a hint for people reading the registry")
+    parser.add_argument("--labels", default="{}", help="JSON dict of this node's labels")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -989,6 +879,7 @@ def main(argv: list[str] | None = None, zygote: subprocess.Popen[bytes] | None =
         zygote=zygote,
         origin=args.origin,
         label=args.label,
+        labels=json.loads(args.labels),
     )
 
     def ready() -> None:

@@ -13,6 +13,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+from .labels import satisfied
+
 HEADER = struct.Struct("<I")
 MAX_FRAME = 1 << 31
 
@@ -129,6 +131,9 @@ class TaskSpec:
     runtime_env: dict[str, Any] | None = None
     concurrency_group: str | None = None  # an actor call's, when given per call
     namespace: str | None = None  # the job's, when init(namespace=...) set one
+    generator: int = 0  # generators.STREAMING or DYNAMIC: how it reports what it yields
+    # A task whose strategy captures child tasks: the placement group (id) they run in.
+    capture_group: bytes | None = None
 
 
 TASK = 0
@@ -154,6 +159,9 @@ class ActorOptions:
     # named groups of calls, each with its own concurrency, and the methods in each
     concurrency_groups: dict[str, int] = field(default_factory=dict)
     method_groups: dict[str, str] = field(default_factory=dict)
+    # Release a call as soon as its arguments are ready, not in its caller's order
+    # (threaded and async actors, as in Ray; allow_out_of_order_execution).
+    out_of_order: bool = False
 
 
 # --- client -> node manager ------------------------------------------------------
@@ -276,7 +284,13 @@ class Subscribe:
 
 @dataclass(slots=True)
 class Blocked:
-    """A worker waits in ``get``: its CPU may run other tasks meanwhile."""
+    """A worker waits in ``get``: its CPU may run other tasks meanwhile.
+
+    ``waiting_on``: the objects it waits for; when every one is already sealed, their
+    values are on their way and the node lends nothing (no worker starts for a ``get``
+    that will not wait). Empty: lend in any case."""
+
+    waiting_on: list[bytes] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -313,6 +327,17 @@ class TaskDone:
     error_type: str | None = None  # set when the task raised
     error_message: str | None = None
     direct_caller: int = 0  # a direct call's (see below): the caller's connection id
+
+
+@dataclass(slots=True)
+class GeneratorItem:
+    """Worker to node: the ``index``-th value (from 1) a streaming generator task yielded
+    (see :mod:`generators`)."""
+
+    task_id: bytes
+    index: int
+    payload: Payload
+    contained: list[bytes]
 
 
 @dataclass(slots=True)
@@ -418,6 +443,7 @@ class ExecuteTask:
     gpu_ids: list[int]
     retries_left: int
     actor_options: ActorOptions | None = None  # with an actor's creation task
+    attempt: int = 0  # which try this is (an actor's creation: how often it restarted)
 
 
 @dataclass(slots=True)
@@ -515,12 +541,21 @@ class NodeView:
     alive: bool = True
     is_head: bool = False
     stats: dict[str, Any] = field(default_factory=dict)  # telemetry for the state API
+    labels: dict[str, str] = field(default_factory=dict)  # see labels.py
 
     def fits(self, demand: dict[str, float]) -> bool:
-        return all(self.available.get(k, 0.0) + 1e-9 >= v for k, v in demand.items() if v > 0)
+        return all(
+            self.available.get(k, 0.0) + 1e-9 >= v or satisfied(k, self.labels)
+            for k, v in demand.items()
+            if v > 0
+        )
 
     def feasible(self, demand: dict[str, float]) -> bool:
-        return all(self.total.get(k, 0.0) + 1e-9 >= v for k, v in demand.items() if v > 0)
+        return all(
+            self.total.get(k, 0.0) + 1e-9 >= v or satisfied(k, self.labels)
+            for k, v in demand.items()
+            if v > 0
+        )
 
 
 @dataclass(slots=True)

@@ -12,6 +12,8 @@ from collections import OrderedDict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from .labels import MARKER, satisfied
+
 EPS = 1e-9
 MAX_ZERO_RESOURCE_BURST = 64  # tasks needing no resources: start at most this many workers
 
@@ -32,23 +34,39 @@ class ResourceLedger:
     (``CUDA_VISIBLE_DEVICES``); a fractional GPU demand shares one device.
     """
 
-    def __init__(self, total: dict[str, float]) -> None:
+    def __init__(self, total: dict[str, float], labels: dict[str, str] | None = None) -> None:
         self.total = {k: float(v) for k, v in total.items() if v > 0}
         self.available = dict(self.total)
         self._gpu_free = [1.0] * int(self.total.get("GPU", 0))
+        # This node's labels: a label selector in a demand (a marker key, see labels.py)
+        # counts as available when they match. Markers are looked at only when the
+        # ordinary comparison fails, so other demands pay nothing for them.
+        self.labels = dict(labels or {})
 
     def feasible(self, demand: dict[str, float]) -> bool:
         """Could the demand ever run on this node?"""
-        return all(self.total.get(k, 0.0) + EPS >= v for k, v in demand.items() if v > 0)
+        return all(
+            self.total.get(k, 0.0) + EPS >= v or satisfied(k, self.labels)
+            for k, v in demand.items()
+            if v > 0
+        )
 
     def fits(self, demand: dict[str, float]) -> bool:
-        if not all(self.available.get(k, 0.0) + EPS >= v for k, v in demand.items() if v > 0):
+        if not all(
+            self.available.get(k, 0.0) + EPS >= v or satisfied(k, self.labels)
+            for k, v in demand.items()
+            if v > 0
+        ):
             return False
         return self._pick_gpus(demand.get("GPU", 0.0)) is not None
 
     def how_many_fit(self, demand: dict[str, float]) -> int:
         """How many tasks of this demand could start now (CPU/custom bound; a cap)."""
-        counts = [int((self.available.get(k, 0.0) + EPS) // v) for k, v in demand.items() if v > 0]
+        counts = [
+            int((self.available.get(k, 0.0) + EPS) // v)
+            for k, v in demand.items()
+            if v > 0 and not k.startswith(MARKER)
+        ]
         return min(counts) if counts else MAX_ZERO_RESOURCE_BURST
 
     def _pick_gpus(self, amount: float) -> list[tuple[int, float]] | None:
@@ -71,8 +89,8 @@ class ResourceLedger:
         for i, share in shares:
             self._gpu_free[i] -= share
         for k, v in demand.items():
-            if v > 0:
-                self.available[k] = self.available.get(k, 0.0) - v
+            if v > 0 and k in self.available:  # (a label marker is never held)
+                self.available[k] -= v
         return Grant(dict(demand), [i for i, _ in shares], shares)
 
     def release(self, grant: Grant) -> None:

@@ -6,16 +6,13 @@ user code sees an ordinary main thread (signals, ``KeyboardInterrupt``). Cancell
 running task raises :class:`TaskCancelledError` inside it through a signal aimed at the
 main thread. ``print`` inside a task reaches the driver that submitted it.
 
-A worker may instead host one actor: its creation task builds the instance, and method
-calls run on the main thread in order, on a thread pool (``max_concurrency > 1``), or as
-coroutines on an event-loop thread (an actor with any ``async def`` method).
+A worker may instead host one actor (see :mod:`actor_host`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import inspect
+import atexit
 import io
 import json
 import os
@@ -29,8 +26,9 @@ from typing import Any
 
 from . import context
 from . import protocol as p
-from .core import _NO_ARGS, CoreClient, Dep
-from .direct import CallerLane, DirectServer, LaneClosed, endpoint_path
+from .actor_host import ActorExit, ActorHost, set_title
+from .core import CoreClient
+from .direct import CallerLane, LaneClosed
 from .exceptions import (
     RayError,
     RayTaskError,
@@ -39,8 +37,10 @@ from .exceptions import (
     capture_traceback,
     format_sections,
 )
+from .generators import DYNAMIC, collect, stream
 from .ids import object_id_for
 from .serialization import deserialize, dumps, serialize, type_name
+from .submit import _NO_ARGS, Dep
 
 CANCEL_SIGNAL = signal.SIGUSR1
 REPORT_BATCH = 64
@@ -97,16 +97,9 @@ class TaskOutput(io.TextIOBase):
             self._fallback.write(text)
 
 
-class ActorExit(BaseException):
-    """Raised by ``exit_actor()``: the actor finishes this call, then its process exits."""
-
-    def __init__(self, reason: str = "exit_actor() was called") -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class Worker:
-    """Executes tasks, or hosts one actor; holds the function cache and call counts."""
+class Worker(ActorHost):
+    """Executes tasks, or hosts one actor (see actor_host.py); holds the function cache
+    and call counts."""
 
     def __init__(self, client: CoreClient, worker_id: str = "") -> None:
         self.client = client
@@ -116,21 +109,9 @@ class Worker:
         self.main_ident = threading.get_ident()
         self._cancel_lock = threading.Lock()
         self._cancel_early: set[bytes] = set()
-        self.actor: Any = None
-        self.actor_options: p.ActorOptions | None = None
-        self.pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.semaphore: asyncio.Semaphore | None = None
-        # concurrency groups: a pool of threads (or a semaphore, async) for each
-        self.method_groups: dict[str, str] = {}
-        self.group_pools: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
-        self.group_semaphores: dict[str, asyncio.Semaphore] = {}
-        self.exit_reason: str | None = None
-        # Direct calls (direct.py): callers' lanes, the number of each caller's last
-        # direct call seen, and calls from the node held until a direct call arrives.
-        self.lanes: DirectServer | None = None
-        self.actor_gpu_ids: list[int] = []
-        self.actor_runtime_env: dict[str, Any] | None = None
+        self._init_host()
+        # Direct calls (direct.py): the number of each caller's last direct call seen,
+        # and calls from the node held until that direct call has arrived.
         self._seen: dict[int, int] = {}
         self._held: dict[int, list[p.ExecuteTask]] = {}
         # Reports to the node of direct calls whose caller has the value: sent in one
@@ -141,6 +122,9 @@ class Worker:
         # Calls running now: task id -> [start time, reports of it sent]. Quick calls are
         # done before anyone could look; the flusher thread reports the others.
         self._running_since: dict[bytes, list[Any]] = {}
+        # Generator calls running off the main thread: cancel reaches them here (the
+        # main thread gets a signal instead; an async actor's coroutine, Task.cancel).
+        self._off_main: dict[bytes, context.TaskContext] = {}
         client.on_tick = self._report_started
         client.set_cancel_handler(self._on_cancel_message)
         # The values a call returned, kept until its TaskDone is sent: a ref a task made
@@ -151,6 +135,13 @@ class Worker:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def run(self) -> None:
+        """The main thread: take calls in order and run or hand out each, until the
+        process should end."""
+        self._dispatch(on_main=True)
+        if self.exit_reason is not None:
+            self._stop_actor()
+
+    def _dispatch(self, on_main: bool) -> None:
         tasks = self.client.tasks
         while self.exit_reason is None:
             try:
@@ -159,20 +150,20 @@ class Worker:
                 self._flush_reports()
                 item = tasks.get()
             if item is None:
-                return
+                break
             if type(item) is tuple:  # (lane, DirectCall)
                 lane, call = item
                 msg = p.ExecuteTask(call.spec, None, [], self.actor_gpu_ids, 0)
                 self._seen[lane.caller] = call.seq
                 if self._start(msg, lane):
-                    return
+                    break
                 if not self._release_held(lane.caller, call.seq):
-                    return
+                    break
                 continue
             if type(item) is LaneClosed:
                 self._seen.pop(item.lane.caller, None)
                 if not self._release_held(item.lane.caller, None):
-                    return
+                    break
                 continue
             after = item.spec.after
             if after is not None and after[0] == self.worker_id:
@@ -182,8 +173,18 @@ class Worker:
                     self._held.setdefault(owner, []).append(item)
                     continue
             if self._start(item, None):
+                break
+            if on_main and self.main_calls is not None:
+                # An actor with concurrency groups was just made here: its default
+                # group's calls keep the main thread, and taking calls moves to a thread
+                # of its own, so a blocked default call never holds up another group's.
+                threading.Thread(
+                    target=self._dispatch, args=(False,), name="actor-dispatch", daemon=True
+                ).start()
+                self._serve_main_calls()
                 return
-        self._stop_actor()
+        if self.main_calls is not None:
+            self.main_calls.put(None)
 
     def _start(self, msg: p.ExecuteTask, lane: CallerLane | None) -> bool:
         """Run a call here or hand it to the actor's threads; True: the process ends."""
@@ -199,23 +200,10 @@ class Worker:
             self.pool.submit(self._run_and_reply, msg, lane)
         elif spec.kind == p.ACTOR_METHOD and self.loop is not None:
             asyncio.run_coroutine_threadsafe(self._run_async(msg, lane), self.loop)
+        elif spec.kind == p.ACTOR_METHOD and self.main_calls is not None:
+            self.main_calls.put((msg, lane))
         else:
             return self._run_and_reply(msg, lane)
-        return False
-
-    def _start_in_group(self, msg: p.ExecuteTask, lane: CallerLane | None, group: str) -> bool:
-        if self.loop is not None and group in self.group_semaphores:
-            sem = self.group_semaphores[group]
-            asyncio.run_coroutine_threadsafe(self._run_async(msg, lane, sem), self.loop)
-        elif group in self.group_pools:
-            self.group_pools[group].submit(self._run_and_reply, msg, lane)
-        else:
-            known = ", ".join(sorted(self.group_pools or self.group_semaphores)) or "none"
-            error = ValueError(
-                f"concurrency group {group!r} is not defined for this actor (defined: "
-                f"{known}); create the actor with concurrency_groups={{{group!r}: N}}"
-            )
-            self._send_done(self._failed(msg.spec, error, 0), lane)
         return False
 
     def _release_held(self, caller: int, seq: int | None) -> bool:
@@ -302,18 +290,6 @@ class Worker:
         if batch:
             self.client.send(*batch)
 
-    def _stop_actor(self) -> None:
-        if self.lanes is not None:
-            self.lanes.close()
-        if self.pool is not None:
-            self.pool.shutdown(wait=True)
-        for pool in self.group_pools.values():
-            pool.shutdown(wait=True)
-        if self.loop is not None:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-
-    # --- cancellation -----------------------------------------------------------------
-
     def _on_cancel_message(self, msg: p.CancelTask) -> None:
         """Reader thread: interrupt the main thread if it still runs that task."""
         with self._cancel_lock:
@@ -322,6 +298,11 @@ class Worker:
                 if not ctx.cancel_requested:
                     ctx.cancel_requested = True
                     signal.pthread_kill(self.main_ident, CANCEL_SIGNAL)
+            elif msg.task_id in self._coroutines:
+                coroutine = self._coroutines[msg.task_id]
+                coroutine.get_loop().call_soon_threadsafe(coroutine.cancel)
+            elif msg.task_id in self._off_main:  # a generator checks after each item
+                self._off_main[msg.task_id].cancel_requested = True
             else:  # not started yet (still queued here): cancel it when it comes up
                 if len(self._cancel_early) > 1000:  # ids of tasks that finished meanwhile
                     self._cancel_early.clear()
@@ -338,9 +319,7 @@ class Worker:
         """The callable for this message, or a TaskDone describing why there is none."""
         spec = msg.spec
         if spec.kind == p.ACTOR_METHOD:
-            if spec.method == "__ray_terminate__":
-                return _terminate
-            return getattr(self.actor, spec.method)
+            return self._method(spec.method)
         fn = self.functions.get(spec.fn_id)
         if fn is None:
             if msg.fn_payload is None:
@@ -353,6 +332,9 @@ class Worker:
                 return self._failed(spec, err, msg.retries_left, unpickling=True)
             self.functions[spec.fn_id] = fn
         return fn
+
+    def _context(self, msg: p.ExecuteTask, lane: CallerLane | None) -> context.TaskContext:
+        return _task_context(msg, lane, self.actor_spec)
 
     def _arguments(self, msg: p.ExecuteTask) -> tuple[list[Any], dict[str, Any]]:
         spec = msg.spec
@@ -372,9 +354,7 @@ class Worker:
         if spec.runtime_env and spec.kind != p.ACTOR_METHOD:
             # before the function and its arguments are unpickled: they may need it
             undo = _enter_runtime_env(spec.runtime_env)
-            if spec.kind == p.ACTOR_CREATION:
-                self.actor_runtime_env = spec.runtime_env  # for the process's life
-            else:
+            if spec.kind != p.ACTOR_CREATION:
                 try:
                     return self._execute(msg, lane)
                 finally:
@@ -386,7 +366,8 @@ class Worker:
         fn = self._resolve(msg)
         if isinstance(fn, p.TaskDone):
             return fn
-        ctx = _task_context(msg, lane, self.actor_runtime_env)
+        ctx = self._context(msg, lane)
+        ctx.function = fn
         main = threading.get_ident() == self.main_ident
         # os.environ lookups cost microseconds; a task without GPUs needs none
         old_cuda = os.environ.get("CUDA_VISIBLE_DEVICES") if msg.gpu_ids else None
@@ -410,13 +391,16 @@ class Worker:
                 return self._failed(spec, err, msg.retries_left, unpickling=True)
             if spec.kind == p.ACTOR_CREATION:
                 return self._create_actor(msg, fn, args, kwargs)
+            if main and spec.kind == p.TASK:
+                set_title(f"ray::{spec.name}")  # (as Ray: .options(name=...) shows here)
             result = fn(*args, **kwargs)
             del args, kwargs
+            if spec.generator:
+                result = self._drive(spec, result, ctx, main)
         except TaskCancelledError as err:
             return self._error_done(spec, err)
         except ActorExit as stop:
-            self.exit_reason = stop.reason
-            result = None
+            return self._exiting(spec, stop)
         except Exception as err:
             if ctx.cancel_requested:
                 return self._error_done(spec, TaskCancelledError(spec.name))
@@ -435,76 +419,22 @@ class Worker:
                     os.environ["CUDA_VISIBLE_DEVICES"] = old_cuda
         return self._results(spec, result)
 
-    def _create_actor(
-        self, msg: p.ExecuteTask, cls: Any, args: list[Any], kwargs: dict[str, Any]
-    ) -> p.TaskDone:
-        spec = msg.spec
-        opts = msg.actor_options
-        assert opts is not None
-        context.actor_id = spec.task_id
+    def _drive(self, spec: p.TaskSpec, gen: Any, ctx: context.TaskContext, main: bool) -> Any:
+        """Run a generator call (see generators.py): report each value as it comes
+        (streaming; the result is None) or return the refs of all (dynamic)."""
+        if spec.generator == DYNAMIC:
+            return collect(self.client, spec, gen, lambda err: self._wrap(spec, err))
+        if main:
+            stream(self.client, spec, gen, ctx)
+            return None
+        with self._cancel_lock:
+            self._off_main[spec.task_id] = ctx
         try:
-            self.actor = cls(*args, **kwargs)
-        except Exception as err:
-            return self._failed(spec, err, 0)
-        context.actor_instance = self.actor
-        self.actor_options = opts
-        if opts.hold_resources:
-            self.actor_gpu_ids = list(msg.gpu_ids)  # what the node gives each call
-        path = endpoint_path(self.client.welcome.session_dir, self.worker_id)  # type: ignore[union-attr]
-        if path is not None and self.worker_id:
-            try:
-                self.lanes = DirectServer(path, self.client.tasks.put)
-            except OSError as err:  # calls still come through the node
-                print(f"jupyter_ray: no direct calls to this actor: {err}", file=sys.__stderr__)
-        self.method_groups = dict(opts.method_groups)
-        if opts.is_async:
-            self.loop = asyncio.new_event_loop()
-            threading.Thread(target=self.loop.run_forever, name="actor-loop", daemon=True).start()
-            self.semaphore = asyncio.Semaphore(opts.max_concurrency)
-            for name, size in opts.concurrency_groups.items():
-                self.group_semaphores[name] = asyncio.Semaphore(size)
-        else:
-            if opts.max_concurrency > 1:
-                self.pool = concurrent.futures.ThreadPoolExecutor(
-                    opts.max_concurrency, thread_name_prefix="actor"
-                )
-            for name, size in opts.concurrency_groups.items():
-                self.group_pools[name] = concurrent.futures.ThreadPoolExecutor(
-                    size, thread_name_prefix=f"actor-{name}"
-                )
-        return self._results(spec, None)
-
-    async def _run_async(
-        self,
-        msg: p.ExecuteTask,
-        lane: CallerLane | None = None,
-        semaphore: asyncio.Semaphore | None = None,
-    ) -> None:
-        """Event-loop thread of an async actor: run one call under the concurrency limit
-        (its concurrency group's, or the actor's)."""
-        spec = msg.spec
-        sem = semaphore or self.semaphore
-        assert sem is not None
-        async with sem:
-            started = time.time()
-            self._running_since[spec.task_id] = [started, 0]
-            ctx = _task_context(msg, lane, self.actor_runtime_env)
-            context._task.set(ctx)  # this coroutine runs in its own copy of the context
-            try:
-                fn = getattr(self.actor, spec.method)
-                args, kwargs = self._arguments(msg)
-                result = fn(*args, **kwargs)
-                if inspect.isawaitable(result):
-                    result = await result
-                done = self._results(spec, result)
-            except ActorExit as stop:
-                self.exit_reason = stop.reason
-                done = self._results(spec, None)
-            except Exception as err:
-                done = self._failed(spec, err, 0)
-            done.started, done.ended = started, time.time()
-            self._running_since.pop(spec.task_id, None)
-        self._reply(done, lane)
+            stream(self.client, spec, gen, ctx)
+        finally:
+            with self._cancel_lock:
+                self._off_main.pop(spec.task_id, None)
+        return None
 
     def _results(self, spec: p.TaskSpec, result: Any) -> p.TaskDone:
         n = spec.num_returns
@@ -545,18 +475,31 @@ class Worker:
             contained.append(so.contained)
         return p.TaskDone(spec.task_id, results, contained, exit_after=exit_after)
 
-    def _failed(
-        self, spec: p.TaskSpec, err: BaseException, retries_left: int, unpickling: bool = False
-    ) -> p.TaskDone:
+    def _wrap(self, spec: p.TaskSpec, err: BaseException) -> RayTaskError:
+        """The error a task's caller gets for ``err``: a RayTaskError with the remote
+        traceback that carries ``err`` itself as its cause, or, when ``err`` cannot be
+        pickled, a RayError with its text in its place (as in Ray)."""
         tb, sections = _format_remote_traceback(err)
-        error = RayTaskError(spec.name, tb, err, os.getpid(), sections=sections)
+        if isinstance(err, RayTaskError) and err.cause is not None:
+            err = err.cause  # raised by a task this one waited for: the user's error
         try:
             # cloudpickle, as the error will travel: an exception class defined in the
             # driver's __main__ exists here only by value, and the standard pickler,
             # which looks classes up by name, would drop the user's class from the error.
             dumps(err)
-        except Exception:
-            error = RayTaskError(spec.name, tb, None, os.getpid(), repr(err), sections)
+        except Exception as why:
+            stand_in = RayError(
+                f"{type(err).__module__}.{type(err).__qualname__} raised in {spec.name}() "
+                f"cannot be pickled ({why}), so it reaches you as this RayError. Its "
+                f"message: {err}"
+            )
+            return RayTaskError(spec.name, tb, stand_in, os.getpid(), repr(err), sections)
+        return RayTaskError(spec.name, tb, err, os.getpid(), sections=sections)
+
+    def _failed(
+        self, spec: p.TaskSpec, err: BaseException, retries_left: int, unpickling: bool = False
+    ) -> p.TaskDone:
+        error = self._wrap(spec, err)
         retry = False
         if retries_left > 0 and not unpickling and spec.retry_exceptions:
             if spec.retry_exceptions is True:
@@ -581,10 +524,13 @@ class Worker:
 
 
 def _task_context(
-    msg: p.ExecuteTask, lane: CallerLane | None = None, actor_env: dict[str, Any] | None = None
+    msg: p.ExecuteTask, lane: CallerLane | None = None, actor: p.TaskSpec | None = None
 ) -> context.TaskContext:
-    """What code running this call sees as its task (ids, GPUs, cell, job, runtime env)."""
+    """What code running this call sees as its task (ids, GPUs, cell, job, runtime env,
+    placement group, resources); an actor's calls see their actor's creation for the
+    last three."""
     spec = msg.spec
+    where = actor if spec.kind == p.ACTOR_METHOD and actor is not None else spec
     return context.TaskContext(
         spec.task_id,
         spec.name,
@@ -593,8 +539,10 @@ def _task_context(
         spec.cell_execution_count,
         job_id=spec.job_id,
         lane=lane,
-        runtime_env=spec.runtime_env if spec.kind != p.ACTOR_METHOD else actor_env,
+        runtime_env=where.runtime_env,
         namespace=spec.namespace,
+        capture_group=where.capture_group,
+        resources=where.resources,
     )
 
 
@@ -620,18 +568,6 @@ def _enter_runtime_env(env: dict[str, Any]) -> Any:
                 sys.path.remove(working_dir)
 
     return undo
-
-
-def _terminate() -> None:
-    """``handle.__ray_terminate__.remote()``: stop after the calls queued before it."""
-    raise ActorExit("it was stopped with __ray_terminate__")
-
-
-def exit_actor() -> None:
-    """Stop the current actor once this call returns; later calls raise ActorDiedError."""
-    if context.actor_id is None:
-        raise TypeError("exit_actor() can only be called inside an actor method")
-    raise ActorExit()
 
 
 context_of_main: dict[str, context.TaskContext | None] = {"ctx": None}
@@ -662,11 +598,16 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     socket_path, worker_id = args[0], args[1]
     _setup_paths()
+    set_title("ray::IDLE")
     client = CoreClient(socket_path, "worker", worker_id)
     context.set_client(client)
     sys.stdout = TaskOutput(client, 1, sys.stdout)
     sys.stderr = TaskOutput(client, 2, sys.stderr)
+    # A worker forked from the zygote inherits the zygote's atexit handlers; its own
+    # (an actor's) run when it ends, as in Ray, also though it leaves with os._exit.
+    atexit._clear()
     try:
         Worker(client, worker_id).run()
+        atexit._run_exitfuncs()
     finally:
         client.close()

@@ -11,6 +11,7 @@ from .actor_pool import ActorPool
 from .completion import as_completed, map_unordered
 from .placement_group import (
     PlacementGroup,
+    get_current_placement_group,
     get_placement_group,
     placement_group,
     placement_group_table,
@@ -21,6 +22,7 @@ __all__ = [
     "ActorPool",
     "PlacementGroup",
     "as_completed",
+    "get_current_placement_group",
     "get_node_ip_address",
     "get_placement_group",
     "list_named_actors",

@@ -14,11 +14,14 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
+from .._options import check_resource_name
+from ..runtime import context
 from ..runtime.ids import new_task_id, object_id_for
 from ..runtime.object_ref import ObjectRef
 
 __all__ = [
     "PlacementGroup",
+    "get_current_placement_group",
     "get_placement_group",
     "placement_group",
     "placement_group_table",
@@ -90,6 +93,7 @@ def _check_bundles(bundles: Any) -> list[dict[str, float]]:
         for name, amount in bundle.items():
             if not isinstance(name, str):
                 raise ValueError(f"resource names must be strings, got {name!r} in bundle {i}")
+            check_resource_name(name)
             if isinstance(amount, bool) or not isinstance(amount, numbers.Real) or amount < 0:
                 raise ValueError(f"bundle {i}: {name} must be a number >= 0, got {amount!r}")
             clean[name] = float(amount)
@@ -149,6 +153,21 @@ def get_placement_group(name: str, namespace: str | None = None) -> PlacementGro
         raise ValueError(f"Failed to look up a placement group named {name!r}")
     pg_id, bundles, strategy = found
     return PlacementGroup(pg_id, bundles, strategy)
+
+
+def get_current_placement_group() -> PlacementGroup | None:
+    """The placement group the running task's children are placed in, when its
+    strategy captures child tasks (``placement_group_capture_child_tasks=True``); else
+    None, as in Ray (also in the driver)."""
+    task = context.current_task()
+    if task is None or task.capture_group is None:
+        return None
+    pg_id = task.capture_group
+    from ..api import _require_client
+
+    entry = _require_client().query("pg_table", pg_id)
+    bundles = [dict(b) for _, b in sorted((entry or {}).get("bundles", {}).items())]
+    return PlacementGroup(pg_id, bundles, (entry or {}).get("strategy", "PACK"))
 
 
 def placement_group_table(placement_group: PlacementGroup | None = None) -> Any:

@@ -14,8 +14,9 @@ class PlacementGroupSchedulingStrategy:
     """Run a task or actor in a placement group: in bundle ``placement_group_bundle_index``,
     or in any of its bundles with the default -1.
 
-    Child tasks are not placed in the group (``placement_group_capture_child_tasks`` must
-    stay None or False): pass the strategy to them explicitly.
+    With ``placement_group_capture_child_tasks=True`` the tasks and actors it starts (and
+    theirs) run in the group too, in any bundle, unless they are given a strategy of their
+    own (or ``placement_group=None``), as in Ray.
     """
 
     def __init__(
@@ -40,20 +41,58 @@ class PlacementGroupSchedulingStrategy:
                 f"{placement_group.bundle_count} bundle(s), so use 0 to "
                 f"{placement_group.bundle_count - 1}, or -1 for any bundle"
             )
-        if placement_group_capture_child_tasks:
-            raise ValueError(
-                "placement_group_capture_child_tasks=True is not supported: give child "
-                "tasks the same scheduling_strategy explicitly"
+        capture = placement_group_capture_child_tasks
+        if capture is not None and not isinstance(capture, bool):
+            raise TypeError(
+                f"placement_group_capture_child_tasks must be True, False or None, got {capture!r}"
             )
         self.placement_group = placement_group
         self.placement_group_bundle_index = index
         self.placement_group_capture_child_tasks = placement_group_capture_child_tasks
+
+    @classmethod
+    def captured(cls, pg_id: bytes) -> PlacementGroupSchedulingStrategy:
+        """The strategy of a child task of a task that captures its children: any bundle
+        of the same group, capturing in turn (its bundles are not known here, and need not
+        be: the node checks the demand against them)."""
+        from .placement_group import PlacementGroup
+
+        strategy = cls.__new__(cls)
+        strategy.placement_group = PlacementGroup(pg_id, [], "PACK")
+        strategy.placement_group_bundle_index = -1
+        strategy.placement_group_capture_child_tasks = True
+        return strategy
 
     def demand(self, demand: dict[str, float]) -> dict[str, float]:
         """``demand`` rewritten to the group's resources (see runtime/placement.py)."""
         from ..runtime.placement import in_group
 
         return in_group(demand, self.placement_group.id.hex(), self.placement_group_bundle_index)
+
+    def check_fits(self, demand: dict[str, float], name: str, actor_default: bool) -> None:
+        """ValueError when ``demand`` of the task or actor ``name`` fits none of the
+        bundles it may use, as Ray raises (it would wait for ever otherwise)."""
+        what = f"actor {name}" if actor_default else name
+        bundles = self.placement_group.bundle_specs
+        if not bundles:
+            return  # a captured group: its bundles are the node's to check
+        index = self.placement_group_bundle_index
+        usable = bundles if index < 0 else [bundles[index]]
+        wanted = {k: v for k, v in demand.items() if v > 0}
+        if any(all(b.get(k, 0.0) + 1e-9 >= v for k, v in wanted.items()) for b in usable):
+            return
+        where = "any bundle" if index < 0 else f"bundle {index}"
+        if actor_default:
+            raise ValueError(
+                f"Cannot schedule {what} in the placement group: an actor needs "
+                f"{wanted.get('CPU', 0)} CPU to be created, and {where} of {usable} has "
+                "less. Create the group with CPU in its bundles, or give the actor "
+                "num_cpus=0."
+            )
+        raise ValueError(
+            f"Cannot schedule {what} in the placement group: its resource request "
+            f"{wanted} cannot fit into {where} of {usable}."
+        )
 
     def __repr__(self) -> str:
         return (

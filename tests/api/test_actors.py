@@ -264,7 +264,8 @@ def test_exit_actor_from_inside(ray_2cpu: Any) -> None:
 
     q = Quitter.remote()
     assert ray.get(q.ping.remote()) == 1
-    ray.get(q.quit.remote())
+    with pytest.raises(RayActorError, match="exit_actor"):  # (its caller sees the death)
+        ray.get(q.quit.remote())
     with pytest.raises(RayActorError, match="exit_actor"):
         ray.get(q.ping.remote(), timeout=60)
     with pytest.raises(TypeError, match="inside an actor"):

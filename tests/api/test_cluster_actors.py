@@ -7,6 +7,7 @@ checked with ``get_runtime_context().get_node_id()`` inside it.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from typing import Any
@@ -172,7 +173,8 @@ def _kill_node(pid: int) -> None:
     """SIGKILL a node manager and everything it started, as a machine that dies would."""
     family = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
     for proc in family:
-        proc.kill()
+        with contextlib.suppress(psutil.NoSuchProcess):  # (one that just exited by itself)
+            proc.kill()
     psutil.wait_procs(family, timeout=30)
 
 

@@ -1,0 +1,333 @@
+"""Submitting tasks, actors and actor calls: the client side (a mixin of ``CoreClient``).
+
+``submit`` serializes a call's arguments once (top-level refs become :class:`Dep`
+placeholders, large arguments go to the store first), builds its ``TaskSpec`` and sends
+it: through the node manager, or straight to the actor's worker on a direct lane (see
+``direct.py``) when the call qualifies. Streaming generator calls register their
+``StreamState`` here before the task leaves (see ``generators.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from . import context
+from . import protocol as p
+from .direct import Lane, LaneTable, connect_lane
+from .ids import new_task_id, object_id_for
+from .object_ref import ObjectRef
+from .serialization import SerializedObject, serialize
+
+if TYPE_CHECKING:
+    from .generators import StreamState
+
+log = logging.getLogger(__name__)
+
+SUBMITTED_BY_KEPT = 10_000
+"""Nested tasks a worker remembers the submitter of, for their output (oldest dropped)."""
+
+
+class Dep:
+    """Placeholder for a top-level ObjectRef argument; replaced by its value in the worker."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Dep, (self.index,))
+
+
+_NO_ARGS = serialize(((), {})).to_bytes()
+"""The serialized arguments of a call that has none (the worker checks for it too)."""
+
+
+class TaskSubmitter:
+    """Task and actor submission of a :class:`core.CoreClient`; see the module docstring."""
+
+    _lock: threading.Lock
+    _local_refs: dict[bytes, int]
+    _requested: dict[bytes, bool]
+    _registered: set[bytes]
+    _streams: dict[bytes, StreamState]
+    _submitted_by: OrderedDict[bytes, bytes]
+    _req_ids: Any
+    lanes: LaneTable
+    remote: bool
+    closed: bool
+    welcome: p.Welcome | None
+
+    if TYPE_CHECKING:
+
+        def send(self, *msgs: object) -> None: ...
+        def request(self, msg: Any) -> Any: ...
+        def _new_owned_ref(self, oid: bytes) -> ObjectRef: ...
+        def put_serialized(self, so: SerializedObject) -> ObjectRef: ...
+        def _on_object(self, msg: p.ObjectAvailable) -> None: ...
+        def _show_log(self, msg: p.LogLines) -> None: ...
+
+    def submit(
+        self,
+        fn_id: bytes,
+        fn_payload: bytes | None,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        num_returns: int,
+        resources: dict[str, float],
+        max_retries: int,
+        retry_exceptions: bool | bytes,
+        max_calls: int,
+        actor_id: bytes | None = None,
+        method: str = "",
+        runtime_env: dict[str, Any] | None = None,
+        concurrency_group: str | None = None,
+        generator: int = 0,
+        stream: StreamState | None = None,
+        capture_group: bytes | None = None,
+    ) -> list[ObjectRef]:
+        """Submit a task (or an actor method call); returns refs to its results.
+
+        ``generator``: a generator task (see generators.py); ``stream``: the state that
+        receives a streaming task's items, registered here before the task is sent.
+        """
+        blob, deps, nested, keep = self._serialize_args(args, kwargs)
+        task_id = new_task_id()
+        ctx = context.current_task()
+        cell = context.current_cell()
+        spec = p.TaskSpec(
+            task_id,
+            name,
+            fn_id,
+            blob,
+            deps,
+            nested,
+            num_returns,
+            resources,
+            max_retries,
+            retry_exceptions,
+            max_calls,
+            parent_task=ctx.task_id if ctx is not None else None,
+            cell_id=cell[0],
+            cell_execution_count=cell[1],
+            job_id=context.current_job_id(),
+            namespace=context.current_namespace(),
+            kind=p.TASK if actor_id is None else p.ACTOR_METHOD,
+            actor_id=actor_id,
+            method=method,
+            runtime_env=runtime_env,
+            concurrency_group=concurrency_group,
+            generator=generator,
+            capture_group=capture_group,
+        )
+        refs = [self._new_owned_ref(object_id_for(task_id, i)) for i in range(num_returns)]
+        if stream is not None:
+            stream.end = refs[0]
+            with self._lock:
+                self._streams[task_id] = stream
+        if ctx is not None:  # a nested task: its output goes up through its parent's owner
+            submitted_by = self._submitted_by
+            submitted_by[task_id] = ctx.task_id
+            if len(submitted_by) > SUBMITTED_BY_KEPT:
+                submitted_by.popitem(last=False)
+        lanes = actor_id is not None and not self.remote
+        if (
+            lanes
+            and num_returns == 1
+            and not deps
+            and not nested
+            and not generator  # (items go through the node, which owns their objects)
+            and not retry_exceptions  # (a retry is the node's decision)
+            and method != "__ray_terminate__"
+            and self._send_direct(spec)
+        ):
+            return refs
+        msgs: list[object] = []
+        if fn_payload is not None and fn_id not in self._registered:
+            msgs.append(p.RegisterFunction(fn_id, name, fn_payload))
+            self._registered.add(fn_id)
+        msgs.append(p.SubmitTask(spec))
+        with self._lock:
+            # The node manager tells the owner when each result is ready, with the value
+            # when it is small, unasked: a get() right after a submit sends nothing more.
+            for ref in refs:
+                self._requested[ref.binary()] = False
+            if lanes:
+                assert actor_id is not None
+                lane = self.lanes.lane(actor_id)
+                spec.after = lane.after()
+                self.lanes.routed_call(lane, refs[0] if refs else None)
+        self.send(*msgs)
+        del keep  # large arguments put for this task: the task now holds them
+        return refs
+
+    def _send_direct(self, spec: p.TaskSpec) -> bool:
+        """Send an actor call on its lane (see direct.py); False: use the node."""
+        with self._lock:
+            lane = self.lanes.lanes.get(spec.actor_id or b"")
+            if lane is None:
+                return False
+            worker_id, path = lane.worker_id, lane.path
+            if worker_id is None or path is None or lane.routed or lane.untracked:
+                return False
+        assert self.welcome is not None
+        oid = object_id_for(spec.task_id, 0)
+        entry = (spec, worker_id)
+        with lane.send_lock:
+            conn = lane.conn
+            if conn is None or lane.seq_worker != worker_id:
+                if conn is not None:
+                    conn.close()
+                conn = connect_lane(
+                    path,
+                    self.welcome.conn_id,
+                    lambda msg: self._on_lane_message(lane, msg),
+                    lambda: self._on_lane_closed(lane, worker_id),
+                )
+                lane.conn, lane.seq, lane.seq_worker = conn, 0, worker_id
+                if conn is None:
+                    with self._lock:
+                        if lane.worker_id == worker_id:
+                            lane.worker_id = None
+                    return False
+            spec.owner = self.welcome.conn_id
+            with self._lock:
+                # before the send: the answer may come back before it returns
+                lane.open.add(oid)
+                self._requested[oid] = True
+                self.lanes.unannounced.append(entry)
+            try:
+                conn.send(p.DirectCall(spec, lane.seq + 1))
+            except (ConnectionError, OSError):
+                with self._lock:
+                    lane.open.discard(oid)
+                    self._requested.pop(oid, None)
+                    self.lanes.unannounced.remove(entry)
+                    if lane.worker_id == worker_id:
+                        lane.worker_id = None
+                return False
+            lane.seq += 1
+        return True
+
+    def _on_lane_message(self, lane: Lane, msg: Any) -> None:
+        """Reader thread of a lane: an actor worker's answer, or a call's output."""
+        if type(msg) is p.DirectResult:
+            oid = object_id_for(msg.task_id, 0)
+            with self._lock:
+                lane.open.discard(oid)
+            # a value, or (None) "done; the value is with the node": as if the node said so
+            self._on_object(p.ObjectAvailable(oid, msg.payload))
+        elif type(msg) is p.LogLines:
+            self._show_log(msg)
+        else:
+            log.warning("unexpected message on an actor lane: %r", type(msg))
+
+    def _on_lane_closed(self, lane: Lane, worker_id: str) -> None:
+        """The actor's worker went away: ask the node about the calls still out."""
+        with self._lock:
+            if lane.worker_id == worker_id:
+                lane.worker_id = None
+            if lane.seq_worker != worker_id:
+                return  # an older lane; the current one has its own calls
+            conn, lane.conn = lane.conn, None
+            waiting = [oid for oid in lane.open if oid in self._local_refs]
+            lane.open.clear()
+            for oid in waiting:
+                self._requested[oid] = False
+            self.lanes.forget_if_idle(lane)
+        if conn is not None:
+            conn.close()
+        if waiting and not self.closed:
+            with contextlib.suppress(ConnectionError, OSError):
+                self.send(p.Subscribe(waiting, False))
+
+    def create_actor(
+        self,
+        cls_id: bytes,
+        cls_payload: bytes,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        resources: dict[str, float],
+        options: p.ActorOptions,
+        runtime_env: dict[str, Any] | None = None,
+        capture_group: bytes | None = None,
+    ) -> tuple[p.ActorInfo, ObjectRef]:
+        """Create an actor; returns its info and a counted ref to its cookie (the handle)."""
+        blob, deps, nested, keep = self._serialize_args(args, kwargs)
+        task_id = new_task_id()
+        ctx = context.current_task()
+        cell = context.current_cell()
+        spec = p.TaskSpec(
+            task_id,
+            name,
+            cls_id,
+            blob,
+            deps,
+            nested,
+            1,
+            resources,
+            0,
+            False,
+            0,
+            parent_task=ctx.task_id if ctx is not None else None,
+            cell_id=cell[0],
+            cell_execution_count=cell[1],
+            job_id=context.current_job_id(),
+            namespace=context.current_namespace(),
+            kind=p.ACTOR_CREATION,
+            actor_id=task_id,
+            runtime_env=runtime_env,
+            capture_group=capture_group,
+        )
+        if cls_id not in self._registered:
+            self.send(p.RegisterFunction(cls_id, name, cls_payload))
+            self._registered.add(cls_id)
+        reply = self.request(p.CreateActor(next(self._req_ids), spec, options))
+        del keep
+        if reply.error is not None:
+            raise ValueError(reply.error)
+        info: p.ActorInfo = reply.info
+        if reply.existed:
+            return info, ObjectRef(info.cookie, self)  # type: ignore[arg-type]
+        return info, self._new_owned_ref(info.cookie)
+
+    def _serialize_args(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[bytes, list[bytes], list[bytes], list[ObjectRef]]:
+        if not args and not kwargs:
+            return _NO_ARGS, [], [], []  # a call without arguments: nothing to pickle
+        deps: list[bytes] = []
+        keep: list[ObjectRef] = []
+
+        def swap(value: Any) -> Any:
+            if isinstance(value, ObjectRef):
+                deps.append(value.binary())
+                return Dep(len(deps) - 1)
+            return value
+
+        new_args = tuple(swap(a) for a in args)
+        new_kwargs = {k: swap(v) for k, v in kwargs.items()} if kwargs else {}
+        so = serialize((new_args, new_kwargs))
+        if so.size >= p.INLINE_LIMIT:
+            # Too big to travel in the task message: put large arguments in the store.
+            def promote(value: Any) -> Any:
+                if isinstance(value, Dep):
+                    return value
+                part = serialize(value)
+                if part.size < p.INLINE_LIMIT // 4:
+                    return value
+                ref = self.put_serialized(part)
+                keep.append(ref)
+                deps.append(ref.binary())
+                return Dep(len(deps) - 1)
+
+            new_args = tuple(promote(a) for a in new_args)
+            new_kwargs = {k: promote(v) for k, v in new_kwargs.items()}
+            so = serialize((new_args, new_kwargs))
+        return so.to_bytes(), deps, so.contained, keep
