@@ -16,6 +16,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from .on_ray import backend as _on_ray
+from .on_ray import state as ray_state
 from .runtime.feed_client import FeedView, StateFeed
 from .runtime.state_schema import (
     ActorState,
@@ -52,6 +54,7 @@ __all__ = [
 ]
 
 DEFAULT_LIMIT = 100
+RAY_PAGE = 10_000  # on the Ray backend: records of each kind read from Ray per query
 
 
 def _query(what: str, filters: Any = None, limit: int | None = None, extra: Any = None) -> Any:
@@ -59,7 +62,11 @@ def _query(what: str, filters: Any = None, limit: int | None = None, extra: Any 
 
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
         raise ValueError(f"limit must be an int >= 0 or None, got {limit!r}")
-    return _require_client().query(what, (check_filters(filters), limit, extra))
+    arg = (check_filters(filters), limit, extra)
+    if _on_ray.ray is not None:  # Ray's state API, as this project's records
+        tables, jobs = ray_state.fetch(_on_ray.ray.util.state, None, RAY_PAGE)
+        return ray_state.answer(what, arg, tables, jobs)
+    return _require_client().query(what, arg)
 
 
 def list_tasks(
@@ -109,9 +116,7 @@ def get_task(task_id: str) -> TaskState | None:
 def list_jobs() -> list[JobState]:
     """Drivers (scripts, notebook kernels) of the node this process is attached to: the
     connected ones and the last 100 that left. ``metadata["kernel_id"]`` names a kernel."""
-    from .api import _require_client
-
-    return list(_require_client().query("list_jobs"))
+    return list(_query("list_jobs"))
 
 
 def summarize_tasks() -> TaskSummary:
@@ -151,6 +156,11 @@ def subscribe(on_message: Callable[[Any, FeedView], None] | None = None) -> Stat
     """Open a live view of the runtime's state; close it with ``.close()``."""
     from .api import _require_client
 
+    if _on_ray.ray is not None:
+        raise NotImplementedError(
+            "Ray has no change feed to subscribe to: on the Ray backend, poll the list_* "
+            "functions, or watch the Jupyter server's feed (jupyter-ray/api/events)."
+        )
     client = _require_client()
     assert client.welcome is not None
     return StateFeed(client.welcome.session_dir + "/node.sock", on_message)

@@ -26,6 +26,7 @@ from .state_schema import (
     TaskState,
     TaskSummary,
 )
+from .task_graph import task_graph
 
 if TYPE_CHECKING:
     from .actors import ActorDirectory, ActorRecord
@@ -60,7 +61,8 @@ _repr.maxother = 60
 _repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 8
 
 
-def _matches(record: Any, filters: Iterable[tuple[str, str, Any]]) -> bool:
+def matches(record: Any, filters: Iterable[tuple[str, str, Any]]) -> bool:
+    """Whether a state record passes every ``(key, "=" | "!=", value)`` filter."""
     for key, op, value in filters:
         have = getattr(record, key, None)
         if isinstance(have, bytes):
@@ -274,7 +276,7 @@ class StateView:
             return self.timeline_events()
         else:
             raise ValueError(f"unknown state query {what!r}")
-        selected = [r for r in records if _matches(r, filters)]
+        selected = [r for r in records if matches(r, filters)]
         return selected[:limit] if limit is not None else selected
 
     def summarize(self) -> TaskSummary:
@@ -296,34 +298,7 @@ class StateView:
             for t in self.all_tasks()
             if (cell_id is None or t.cell_id == cell_id) and (job_id is None or t.job_id == job_id)
         ]
-        ids = {t.task_id for t in tasks}
-        nodes = [
-            {
-                "id": t.task_id,
-                "name": t.name,
-                "kind": t.kind,
-                "state": t.state,
-                "cell_id": t.cell_id,
-                "job_id": t.job_id,
-                "actor_id": t.actor_id,
-            }
-            for t in tasks
-        ]
-        edges: list[dict[str, Any]] = []
-        for t in tasks:
-            for dep in t.depends_on:
-                producer = dep[: 2 * 16]
-                if producer in ids:
-                    edges.append({"source": producer, "target": t.task_id, "kind": "data"})
-                else:
-                    edges.append(
-                        {"source": dep, "target": t.task_id, "kind": "data", "object": True}
-                    )
-            if t.parent_task_id and t.parent_task_id in ids:
-                edges.append({"source": t.parent_task_id, "target": t.task_id, "kind": "submitted"})
-            if t.kind == "actor_method" and t.actor_id and t.actor_id in ids:
-                edges.append({"source": t.actor_id, "target": t.task_id, "kind": "actor"})
-        return {"nodes": nodes, "edges": edges}
+        return task_graph(tasks)
 
     def timeline_events(self) -> list[dict[str, Any]]:
         """Chrome trace events ("X" phase), one per executed task, per worker process."""

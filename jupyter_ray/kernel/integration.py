@@ -18,6 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import api
+from ..on_ray import backend as on_ray
+from ..on_ray.output import route_worker_logs
 from ..runtime import context
 from ..runtime import exceptions as runtime_exceptions
 from ..runtime.core import CoreClient
@@ -90,6 +92,7 @@ class KernelIntegration:
         api.wait_hook = self.wait
         api.reinit_reuses = True
         api.connect_hooks.append(self.on_connect)
+        on_ray.connect_hooks.append(self.on_ray_connect)
         for key, value in identity.job_metadata().items():
             context.job_metadata.setdefault(key, value)
         reprs.register(self.shell)
@@ -107,6 +110,8 @@ class KernelIntegration:
         api.reinit_reuses = bool(self._saved.get("reinit", False))
         if self.on_connect in api.connect_hooks:
             api.connect_hooks.remove(self.on_connect)
+        if self.on_ray_connect in on_ray.connect_hooks:
+            on_ray.connect_hooks.remove(self.on_ray_connect)
         reprs.unregister(self.shell)
         if self.router is not None:
             with contextlib.suppress(ValueError):
@@ -131,6 +136,12 @@ class KernelIntegration:
         already silenced it)."""
         if self.router is not None and client.on_log is None:
             client.on_log = self.router.on_log
+
+    def on_ray_connect(self, ray: Any) -> None:
+        """This kernel became a Ray driver (the Ray backend): Ray's worker output of the
+        cells' tasks goes to their cells too, where this Ray allows (``on_ray.output``)."""
+        if self.router is not None:
+            route_worker_logs(self.router.on_log)
 
     # --- waiting ----------------------------------------------------------------------
 
@@ -184,6 +195,10 @@ def _cell_busy(run: CellRun) -> bool:
     """Whether tasks of this cell run are still live (and so may print later)."""
     from .. import state
 
+    if on_ray.ray is not None:
+        # Ray's state API lags its tasks by a second or so: a cell that submitted tasks
+        # keeps a place for their output, empty if they never print.
+        return True
     job = context.driver_job_id
     client = context.get_client()
     if job is None or client is None or client.closed:

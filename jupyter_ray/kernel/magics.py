@@ -22,6 +22,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.display import HTML, display
 
 from .. import api
+from ..on_ray import backend as on_ray
 from .cells import execution_count
 from .remote_cell import IPYTHON_NAMES, free_names, run_cell
 
@@ -108,6 +109,12 @@ class RayMagics(Magics):
     @argument("--num-gpus", type=float, help="GPUs of a runtime started for this kernel")
     @argument("--resources", help="custom resources as JSON, e.g. '{\"custom\": 2}'")
     @argument("--object-store-memory", type=int, help="bytes of the object store")
+    @argument(
+        "--backend",
+        choices=("jupyter_ray", "ray"),
+        help="'ray': run on a Ray cluster (--address ray://HOST:PORT, HOST:PORT or 'auto'; "
+        "none: a local Ray)",
+    )
     @line_magic
     def ray_start(self, line: str) -> None:
         """Start jupyter_ray in this kernel and show where it runs.
@@ -129,14 +136,14 @@ class RayMagics(Magics):
                 "to start another one).",
                 file=sys.stderr,
             )
-            display(api._info())
+            display(on_ray.ray.get_runtime_context() if on_ray.ray else api._info())
             return
         given_address = _unquote(args.address)
         address = given_address or os.environ.get("JUPYTER_RAY_ADDRESS") or None
-        if address is not None:
+        if address is not None and not on_ray.wants_ray(address, args.backend):
             _probe(address)
         try:
-            info = api.init(address=given_address, **options)
+            info = api.init(address=given_address, _backend=args.backend, **options)
         except (ConnectionError, ValueError, TypeError, OSError) as err:
             raise UsageError(f"%ray_start: {err}") from None
         given = [f"--{k.replace('_', '-')}" for k, v in options.items() if v is not None]
@@ -156,6 +163,10 @@ class RayMagics(Magics):
             raise UsageError("%ray_stop takes no options")
         if not api.is_initialized():
             print("jupyter_ray is not running in this kernel.")
+            return
+        if on_ray.ray is not None:
+            api.shutdown()
+            print("Disconnected from the Ray cluster (it keeps running).")
             return
         owned = api._node is not None
         where = api._info().session_dir

@@ -66,6 +66,25 @@ class JupyterRay(ExtensionApp):
     task_history = Int(
         10_000, help="Finished tasks the runtime remembers for the state API and the sidebar."
     ).tag(config=True)
+    backend = Unicode(
+        "jupyter_ray",
+        help="'jupyter_ray' (the built-in runtime) or 'ray': serve a Ray cluster (at "
+        "`address`, default 'auto') through Ray's state API; kernels then run on Ray.",
+    ).tag(config=True)
+    ray_dashboard_url = Unicode(
+        "",
+        help="On the Ray backend, the Ray dashboard's HTTP address that serves Ray's state "
+        "API (default http://127.0.0.1:8265).",
+    ).tag(config=True)
+    ray_poll_interval = Float(
+        2.0,
+        help="On the Ray backend, seconds between two reads of Ray's state API (0.5-60): "
+        "however many browsers watch, Ray is asked once per interval.",
+    ).tag(config=True)
+    ray_page_size = Int(
+        1000,
+        help="On the Ray backend, the most records of each kind read per poll (10-100000).",
+    ).tag(config=True)
     feed_rate = Float(
         4.0,
         help="Live-feed updates per second sent to each browser (0.2-20); changes in "
@@ -78,6 +97,27 @@ class JupyterRay(ExtensionApp):
         if not 0.2 <= rate <= 20:
             raise TraitError(f"JupyterRay.feed_rate must be between 0.2 and 20, got {rate}")
         return rate
+
+    @validate("backend")
+    def _check_backend(self, proposal: dict[str, Any]) -> str:
+        value = str(proposal["value"])
+        if value not in ("jupyter_ray", "ray"):
+            raise TraitError(f"JupyterRay.backend must be 'jupyter_ray' or 'ray', got {value!r}")
+        return value
+
+    @validate("ray_poll_interval")
+    def _check_poll(self, proposal: dict[str, Any]) -> float:
+        value = float(proposal["value"])
+        if not 0.5 <= value <= 60:
+            raise TraitError(f"JupyterRay.ray_poll_interval must be 0.5-60 s, got {value}")
+        return value
+
+    @validate("ray_page_size")
+    def _check_page(self, proposal: dict[str, Any]) -> int:
+        value = int(proposal["value"])
+        if not 10 <= value <= 100_000:
+            raise TraitError(f"JupyterRay.ray_page_size must be 10-100000, got {value}")
+        return value
 
     @validate("task_history")
     def _check_history(self, proposal: dict[str, Any]) -> int:
@@ -108,6 +148,10 @@ class JupyterRay(ExtensionApp):
             cluster_host=self.cluster_host,
             task_history=self.task_history,
             label=f"Jupyter server (pid {os.getpid()})",
+            backend=self.backend,
+            ray_dashboard_url=self.ray_dashboard_url,
+            ray_poll_interval=self.ray_poll_interval,
+            ray_page_size=self.ray_page_size,
         )
         # Kernels this server starts inherit its environment: they find its runtime
         # through this file, whatever runtime the server serves at the time.
@@ -121,8 +165,9 @@ class JupyterRay(ExtensionApp):
         self.hub.start()
         loop = asyncio.get_running_loop()
         try:
-            if self.address:
-                await loop.run_in_executor(None, self.manager.attach, self.address)
+            if self.address or self.backend == "ray":
+                address = self.address or "auto"
+                await loop.run_in_executor(None, self.manager.attach, address)
             elif self.autostart:
                 await loop.run_in_executor(None, self.manager.start, self.start_defaults())
         except Exception as err:  # the server runs on; the status says what went wrong

@@ -24,7 +24,6 @@ from typing import Any, Protocol
 
 from ..runtime import protocol as p
 from ..runtime.feed import ID_FIELDS, KINDS
-from ..runtime.feed_client import StateFeed
 from .manager import RuntimeManager
 
 log = logging.getLogger("jupyter_ray.server")
@@ -48,6 +47,7 @@ class Subscription:
     cell_id: str | None = None
     kernel_id: str | None = None
     needs_snapshot: bool = True
+    seq: int = 0  # of the last message sent: numbered per browser, with no gaps
 
     def wants(self, task: Any, kernel_jobs: dict[str, set[str]]) -> bool:
         if self.cell_id is not None and task.cell_id != self.cell_id:
@@ -122,7 +122,8 @@ class Fanout:
     def snapshot(
         self, records: dict[str, list[Any]], sub: Subscription, kernel_jobs: dict[str, set[str]]
     ) -> dict[str, Any]:
-        msg: dict[str, Any] = {"type": "snapshot", "seq": self.seq}
+        sub.seq += 1
+        msg: dict[str, Any] = {"type": "snapshot", "seq": sub.seq}
         for kind in KINDS:
             rows: Iterable[Any] = records.get(kind, [])
             if kind == "tasks":
@@ -149,7 +150,8 @@ class Fanout:
             out_changed["jobs"] = [record_json(j) for j in self.jobs]
         if not out_changed and not removed:
             return None
-        return {"type": "update", "seq": self.seq, "changed": out_changed, "removed": removed}
+        sub.seq += 1
+        return {"type": "update", "seq": sub.seq, "changed": out_changed, "removed": removed}
 
 
 class Client(Protocol):
@@ -172,7 +174,7 @@ class FeedHub:
         self.interval = 1.0 / rate
         self.clients: set[Client] = set()
         self.fanout = Fanout()
-        self._feed: StateFeed | None = None
+        self._feed: Any = None  # the manager's subscription: copy_records() and close()
         self._generation = -1
         self._last_status: dict[str, Any] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -266,11 +268,10 @@ class FeedHub:
         self.fanout = Fanout()
         for client in self.clients:
             client.subscription.needs_snapshot = True
-        path = self.manager.socket_path
-        if path is None:
-            return  # not running, or attached over TCP (no live feed; REST still works)
+        fanout = self.fanout
         try:
-            self._feed = StateFeed(path, lambda msg, view: self.fanout.absorb(msg))
+            # None: not running, or attached over TCP (no live feed; REST still works)
+            self._feed = self.manager.subscribe(fanout.absorb)
         except OSError as err:
             log.warning("jupyter_ray: could not subscribe to the runtime's feed: %s", err)
 

@@ -19,13 +19,19 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from ..on_ray.records import UNAVAILABLE
 from ..runtime.auth import read_token
 from ..runtime.core import CoreClient
+from ..runtime.feed_client import StateFeed
 from ..runtime.launch import LocalNode, start_local_node
 from .options import StartOptions
+
+if TYPE_CHECKING:
+    from .ray_source import RayStateSource
 
 log = logging.getLogger("jupyter_ray.server")
 
@@ -47,14 +53,34 @@ class NoRuntime(RuntimeError):
 class _Running:
     """What a running (or crashed) runtime is made of."""
 
-    client: CoreClient
-    address: str  # the head's Unix socket, or HOST:PORT over TCP
+    client: CoreClient | None  # None on the Ray backend
+    address: str  # the head's Unix socket, HOST:PORT over TCP, or a Ray cluster's
     node_id: str
     owned: bool
     head: LocalNode | None = None
     members: list[tuple[LocalNode, CoreClient]] = field(default_factory=list)
     tcp_address: str | None = None
     token_file: str | None = None
+    source: RayStateSource | None = None  # the Ray backend's state
+
+
+class _Subscription(Protocol):
+    """What the feed hub reads: a consistent copy of the records, and an end."""
+
+    def copy_records(self) -> tuple[int, dict[str, list[Any]]]: ...
+    def close(self) -> None: ...
+
+
+class _RaySubscription:
+    def __init__(self, source: RayStateSource, absorb: Callable[[Any], None]) -> None:
+        self.source = source
+        source.subscribe(absorb)
+
+    def copy_records(self) -> tuple[int, dict[str, list[Any]]]:
+        return self.source.copy_records()
+
+    def close(self) -> None:
+        self.source.unsubscribe()
 
 
 class RuntimeManager:
@@ -67,7 +93,15 @@ class RuntimeManager:
         cluster_host: str = "127.0.0.1",
         task_history: int = 10_000,
         label: str = "",
+        backend: str = "jupyter_ray",
+        ray_dashboard_url: str = "",
+        ray_poll_interval: float = 2.0,
+        ray_page_size: int = 1000,
     ) -> None:
+        self.backend = backend
+        self.ray_dashboard_url = ray_dashboard_url
+        self.ray_poll_interval = ray_poll_interval
+        self.ray_page_size = ray_page_size
         self.defaults = defaults
         self.connection_file = connection_file
         self.cluster_host = cluster_host
@@ -91,6 +125,11 @@ class RuntimeManager:
 
         with self._lock:
             self._refuse_if_running()
+            if self.backend == "ray":
+                raise ValueError(
+                    "on the Ray backend the server attaches to a Ray cluster (start one with "
+                    "'ray start --head'): POST {'address': 'auto' or the cluster's HOST:PORT}"
+                )
             totals, store = node_resources(
                 options.num_cpus, options.num_gpus, options.resources, options.object_store_memory
             )
@@ -163,6 +202,8 @@ class RuntimeManager:
             self._refuse_if_running()
             if not isinstance(address, str) or not address or len(address) > 4096:
                 raise ValueError(f"address must be a non-empty string, got {address!r}")
+            if self.backend == "ray":
+                return self._attach_ray(address)
             target, token = resolve_address(address)
             try:
                 client = CoreClient(target, "driver", token=token)
@@ -181,6 +222,22 @@ class RuntimeManager:
             self.generation += 1
             self._write_connection_file()
             return self.status()
+
+    def _attach_ray(self, address: str) -> dict[str, Any]:
+        """Serve a Ray cluster: its state from Ray's state API, polled (``ray_source``)."""
+        from ..on_ray.backend import require_ray
+
+        require_ray()
+        from .ray_source import RayStateSource
+
+        url = self.ray_dashboard_url or "http://127.0.0.1:8265"
+        source = RayStateSource(url, self.ray_poll_interval, self.ray_page_size)
+        source.start()
+        self._run = _Running(None, address, "", owned=False, source=source)
+        self.state, self.error = RUNNING, None
+        self.generation += 1
+        self._write_connection_file()
+        return self.status()
 
     def stop(self) -> dict[str, Any]:
         """Stop the runtime if the server started it, or detach from it."""
@@ -207,7 +264,9 @@ class RuntimeManager:
             if self.state != RUNNING or run is None:
                 return False
             head_exit = run.head.proc.poll() if run.head is not None else None
-            if not run.client.closed and head_exit is None:
+            alive = run.source is not None and not run.source.down
+            alive = alive or (run.client is not None and not run.client.closed)
+            if alive and head_exit is None:
                 return False
             self.state = CRASHED
             detail = f" (exit code {head_exit})" if head_exit is not None else ""
@@ -233,7 +292,10 @@ class RuntimeManager:
         """Disconnect; owned node managers exit once their owner has gone."""
         for _, owner in run.members:
             owner.close()
-        run.client.close()
+        if run.client is not None:
+            run.client.close()
+        if run.source is not None:
+            run.source.close()
         for member, _ in run.members:
             member.stop()
         if run.head is not None:
@@ -254,18 +316,28 @@ class RuntimeManager:
             return None
         return run.address
 
-    def client(self) -> CoreClient:
+    def query(self, what: str, arg: Any = None) -> Any:
+        """A state query on the head (blocking: call it off the event loop)."""
         run = self._run
-        if run is None or run.client.closed:
+        if run is not None and run.source is not None and not run.source.down:
+            return run.source.query(what, arg)
+        if run is None or run.client is None or run.client.closed:
             raise NoRuntime(
                 f"no jupyter_ray runtime is running (it is {self.state}); start one with "
                 "POST cluster or the sidebar's Start button"
             )
-        return run.client
+        return run.client.query(what, arg)
 
-    def query(self, what: str, arg: Any = None) -> Any:
-        """A state query on the head (blocking: call it off the event loop)."""
-        return self.client().query(what, arg)
+    def subscribe(self, absorb: Callable[[Any], None]) -> _Subscription | None:
+        """The live feed of the runtime served now, its messages to ``absorb`` (on the
+        feed's own thread); None when there is none (stopped, or attached over TCP)."""
+        run = self._run
+        if run is not None and run.source is not None:
+            return _RaySubscription(run.source, absorb)
+        path = self.socket_path
+        if path is None:
+            return None
+        return StateFeed(path, lambda msg, view: absorb(msg))
 
     def status(self) -> dict[str, Any]:
         run = self._run
@@ -275,10 +347,13 @@ class RuntimeManager:
                 f"JUPYTER_RAY_TOKEN=$(cat {run.token_file}) "
                 f"jupyter-ray start --address {run.tcp_address}"
             )
+        ray_state = run is not None and run.source is not None
         return {
             "state": self.state,
             "owned": bool(run and run.owned),
-            "backend": "jupyter_ray",
+            "backend": self.backend,
+            "dashboard_url": run.source.dashboard_url if run and run.source else None,
+            "unavailable": UNAVAILABLE if ray_state else {},
             "address": run.address if run else None,
             "node_id": run.node_id if run else None,
             "tcp_address": run.tcp_address if run else None,
@@ -293,6 +368,7 @@ class RuntimeManager:
         """Where kernels find the runtime: ``{"address": ..., "state": ...}``, owner-only."""
         info = {
             "address": self.address if self.state == RUNNING else None,
+            "backend": self.backend,
             "state": self.state,
             "server_pid": os.getpid(),
             "updated": time.time(),

@@ -410,3 +410,16 @@ def test_auto_attaches_to_the_head_and_outlives_a_worker_node(head: Head, tmp_pa
         open(release, "w").close()
     assert ray.get(refs, timeout=120) == [here] * 4  # retried on the surviving head
     assert ray.get(total.remote([1, 2])) == 3.0  # the driver carries on
+
+
+def test_to_ray_prints_the_steps_with_the_address(tmp_path: Any) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "jupyter_ray.cli", "to-ray", "--address", "10.1.2.3:6379"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "pip install 'jupyter_ray[ray]'" in out.stdout
+    assert 'c.JupyterRay.address = "10.1.2.3:6379"' in out.stdout
+    assert "%ray_start --backend ray --address 10.1.2.3:6379" in out.stdout

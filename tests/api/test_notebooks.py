@@ -35,6 +35,10 @@ NOTEBOOK_DIR = REPO / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 EXAMPLE = REPO / "examples" / "getting_started.py"
 
+RAN: dict[str, object] = {}
+"""Notebooks this session ran, by file name, as nbclient left them (the Ray-backend test
+compares against them instead of running each again)."""
+
 CELL_TIMEOUT_S = 120
 KERNEL_STARTUP_TIMEOUT_S = 60
 # How long processes may take to exit after the run before they count as leftovers.
@@ -204,6 +208,7 @@ def test_notebook_runs(
     print(f"{path.name} ran in {time.perf_counter() - started:.1f} s")
     assert tracker.seen, "the kernel process was never observed; the tracker is broken"
     OUTPUT_CHECKS[path.name](nb)
+    RAN[path.name] = nb
     if leftovers:
         pytest.fail(
             f"{path.name} left {len(leftovers)} process(es) running after ray.shutdown() "

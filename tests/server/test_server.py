@@ -248,7 +248,8 @@ def test_the_feed_narrowed_to_one_cell_sends_only_its_tasks(server: Server) -> N
 
     async def follow(ws: Any) -> list[dict[str, Any]]:
         ws.write_message(json.dumps({"type": "filter", "cell_id": "cell-b"}))
-        await next_message(ws, lambda m: m["type"] == "snapshot")
+        snapshot = await next_message(ws, lambda m: m["type"] == "snapshot")
+        seqs = [snapshot["seq"]]
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(
             None,
@@ -269,7 +270,10 @@ def test_the_feed_narrowed_to_one_cell_sends_only_its_tasks(server: Server) -> N
         seen: dict[str, dict[str, Any]] = {}
         while len(seen) < 2 or any(t["state"] != "FINISHED" for t in seen.values()):
             msg = await next_message(ws, lambda m: m["type"] == "update")
+            seqs.append(msg["seq"])
             seen.update({t["task_id"]: t for t in msg["changed"].get("tasks", [])})
+        # numbered per browser: a narrowed feed has no gaps (a gap means a lost update)
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
         return list(seen.values())
 
     tasks = asyncio.run(watch())
