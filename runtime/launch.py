@@ -87,8 +87,8 @@ def start_local_node(
 ) -> LocalNode:
     """Start a node manager (and its workers) and wait until it listens.
 
-    ``head=True`` (the command line) starts it in a session of its own, running on after
-    this process exits; ``listen="HOST:PORT"`` opens the token-protected cluster port.
+    ``head=True`` (the command line) keeps it running after this process exits;
+    ``listen="HOST:PORT"`` opens the token-protected cluster port.
     """
     # What node managers killed earlier left behind (their arenas hold memory).
     leftovers.sweep((shm_dir(), SESSION_PREFIX), (tempfile.gettempdir(), "jupyter_ray-spill-"))
@@ -130,8 +130,13 @@ def start_local_node(
     env = dict(os.environ)
     if token:
         env["JUPYTER_RAY_TOKEN"] = token  # in the environment, not on the command line
+    # Always a session of its own: an embedded node manager ends when its driver
+    # disconnects, so signals meant for the driver's process group must not reach it.
+    # ipykernel, shutting down, sends SIGTERM to every process in its group and waits
+    # while any is left: a node manager there was killed mid-teardown, and closing or
+    # restarting a notebook took 2.6 s instead of 0.3 s.
     proc = subprocess.Popen(
-        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, start_new_session=head, env=env
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, start_new_session=True, env=env
     )
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout

@@ -286,17 +286,24 @@ class KernelSession:
         return names
 
     def close(self) -> list[str]:
-        """Shut the kernel down (as closing a notebook does); returns leftover processes."""
+        """Shut the kernel down (as closing a notebook does); returns leftover processes,
+        and names the kernel among them when it did not end on its own: jupyter_client
+        waits half its grace period, then sends SIGTERM."""
         self.note_descendants()
         with contextlib.suppress(psutil.Error):
             self._seen.add(psutil.Process(self.pid))
+        process = getattr(self.km.provisioner, "process", None)
         try:
             self.km.shutdown_kernel(now=False)
         finally:
             self._stop.set()
             self.kc.stop_channels()
             self._reader.join(5)
-        return self.leftovers()
+        left = self.leftovers()
+        code = None if process is None else process.poll()
+        if code not in (None, 0):
+            left.append(f"kernel pid {self.pid} did not exit on its own (exit code {code})")
+        return left
 
 
 def _running(proc: psutil.Process) -> bool:
