@@ -105,6 +105,7 @@ class RayCluster:
     env: dict[str, str]  # what a process needs to talk to it here
 
 
+CLUSTER_MARKER = "JUPYTER_RAY_TEST_RAY_CLUSTER"
 RAY_ENV = {
     # Ray 2.60 turns token authentication on for `ray start`; a loopback test cluster
     # goes without, and stays on 127.0.0.1 with the second setting (DESIGN.md).
@@ -116,13 +117,15 @@ RAY_ENV = {
 
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[RayCluster]:
-    """One Ray head for the whole run, started on first use; its processes (found by the
-    temporary folder only they name on their command lines) are killed by pid at the end.
+    """One Ray head for the whole run, started on first use; its processes (found by a
+    marker in their environment) are killed by pid at the end.
     Skipped, saying why, when Ray (the ``ray`` extra) is not installed."""
     pytest.importorskip(
         "ray", reason="the Ray backend's tests need Ray: pip install 'jupyter_ray[ray]'"
     )
     temp_dir = tempfile.mkdtemp(prefix="jrray-", dir="/tmp")  # Ray's socket paths are short
+    # Every process of this cluster inherits the marker; some (the dashboard's agents,
+    # the client server) rewrite their command lines and name the folder nowhere else.
     env = {**os.environ, **RAY_ENV}
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -142,7 +145,7 @@ def ray_cluster() -> Iterator[RayCluster]:
             "--disable-usage-stats",
             f"--temp-dir={temp_dir}",
         ],
-        env=env,
+        env={**env, CLUSTER_MARKER: temp_dir},
         capture_output=True,
         text=True,
         timeout=180,
@@ -157,16 +160,35 @@ def ray_cluster() -> Iterator[RayCluster]:
         cluster = RayCluster(address, url, temp_dir, env)
         yield cluster
     finally:
-        mine = []
-        for proc in psutil.process_iter(["cmdline"]):
-            with contextlib.suppress(psutil.Error):
-                if temp_dir in " ".join(proc.info["cmdline"] or []):
-                    mine.append(proc)
-        for proc in mine:
-            with contextlib.suppress(psutil.Error):
-                proc.kill()
-        psutil.wait_procs(mine, timeout=15)
+        # Again until none is left: a process being killed may have started another.
+        for _ in range(20):
+            mine = [proc for proc in psutil.process_iter() if _in_cluster(proc, temp_dir)]
+            if not mine:
+                break
+            for proc in mine:
+                with contextlib.suppress(psutil.Error):
+                    proc.kill()
+            psutil.wait_procs(mine, timeout=15)
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _in_cluster(proc: psutil.Process, temp_dir: str) -> bool:
+    """Whether ``proc`` belongs to the Ray cluster started in ``temp_dir``."""
+    if proc.pid == os.getpid():
+        return False
+    marker = f"{CLUSTER_MARKER}={temp_dir}".encode()
+    try:
+        # read directly: psutil reads an empty environment for the processes that set
+        # their title (ray::DashboardAgent), although /proc holds it
+        with open(f"/proc/{proc.pid}/environ", "rb") as f:
+            if marker in f.read().split(b"\0"):
+                return True
+    except OSError:
+        pass
+    try:
+        return temp_dir in " ".join(proc.cmdline())
+    except psutil.Error:
+        return False
 
 
 def _wait_for_dashboard(url: str, timeout: float = 120.0) -> None:
