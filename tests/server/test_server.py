@@ -39,9 +39,16 @@ ROUTES = [
 ]
 
 
-@pytest.fixture(params=["/", "/behind/a/proxy/"], ids=["root", "base_url"])
+# The tests that build URLs (every route, the WebSocket, a kernel's connection) run at
+# the root and behind a proxy's prefix; the others at the root only.
+both_base_urls = pytest.mark.parametrize(
+    "server", ["/", "/behind/a/proxy/"], ids=["root", "base_url"], indirect=True
+)
+
+
+@pytest.fixture
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
-    srv = start_server(tmp_path, request.param)
+    srv = start_server(tmp_path, getattr(request, "param", "/"))
     try:
         wait_for(lambda: srv.api("GET", "cluster")["state"] == "running", "the runtime")
         yield srv
@@ -68,6 +75,7 @@ def _kernel_env(server: Server) -> dict[str, str]:
     return {"JUPYTER_RAY_ADDRESS": str(conn)}
 
 
+@both_base_urls
 def test_every_route_and_the_feed_refuse_a_missing_or_wrong_token(server: Server) -> None:
     for route in ROUTES:
         for token in (None, "not-the-token"):
@@ -179,6 +187,7 @@ def test_bad_input_gets_400_with_a_reason_and_unknown_ids_404(server: Server) ->
     assert server.api("GET", "cluster")["state"] == "running"  # the server goes on
 
 
+@both_base_urls
 def test_a_kernel_started_by_the_server_runs_on_its_runtime_and_the_feed_shows_it(
     server: Server,
 ) -> None:
@@ -241,6 +250,7 @@ def test_a_kernel_started_by_the_server_runs_on_its_runtime_and_the_feed_shows_i
     server.shutdown_kernel(kernel_id)
 
 
+@both_base_urls
 def test_the_feed_narrowed_to_one_cell_sends_only_its_tasks(server: Server) -> None:
     async def watch() -> list[dict[str, Any]]:
         async with server.feed() as ws:
