@@ -152,7 +152,9 @@ def test_sidebar_shows_a_notebooks_tasks(lab: Any, browser: Any, shots: Path) ->
     expect(load).to_have_attribute("data-counts", re.compile(r"done:6 .*failed:0"))
     expect(graph.locator(".jr-Group.jr-mod-failed[data-name='broken']")).to_have_count(1)
     load.dblclick()  # expands the group: its six tasks drawn one by one
-    expect(graph.locator(".jr-Node[data-name='load'][data-kind='task']")).to_have_count(6)
+    expect(graph.locator(".jr-Node[data-name='load'][data-kind='task']")).to_have_count(
+        6, timeout=WAIT
+    )
     set_setting(page, "collapseThreshold", 250)
     expect(graph).to_have_attribute("data-collapsed", "false", timeout=WAIT)
 

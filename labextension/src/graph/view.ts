@@ -455,6 +455,13 @@ export class GraphView extends Widget {
       return;
     }
     const id = this._nodeIdAt(event);
+    if (id !== null) {
+      // Selecting opens the details below the graph, which shrinks this view; a refit
+      // then would move the node away from under the pointer, and the second click of
+      // a double click would miss it. A click on a node is the user taking the view
+      // over, as a drag or a zoom is.
+      this._autoFit = false;
+    }
     this.select(id);
     this._selected.emit(id);
   }
