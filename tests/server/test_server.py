@@ -39,8 +39,9 @@ ROUTES = [
 ]
 
 
-# The tests that build URLs (every route, the WebSocket, a kernel's connection) run at
-# the root and behind a proxy's prefix; the others at the root only.
+# The whole suite runs behind a proxy's prefix (a non-root base_url, where mistakes in
+# building URLs show); the tests that build URLs (every route, the WebSocket, a kernel's
+# connection) run at the root too.
 both_base_urls = pytest.mark.parametrize(
     "server", ["/", "/behind/a/proxy/"], ids=["root", "base_url"], indirect=True
 )
@@ -48,7 +49,7 @@ both_base_urls = pytest.mark.parametrize(
 
 @pytest.fixture
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
-    srv = start_server(tmp_path, getattr(request, "param", "/"))
+    srv = start_server(tmp_path, getattr(request, "param", "/behind/a/proxy/"))
     try:
         wait_for(lambda: srv.api("GET", "cluster")["state"] == "running", "the runtime")
         yield srv
