@@ -6,12 +6,8 @@ killed by pid and the test fails, naming them.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -23,6 +19,7 @@ import psutil
 import pytest
 
 import jupyter_ray as ray
+from jupyter_ray.on_ray import local_head
 
 
 def _children() -> dict[int, psutil.Process]:
@@ -105,90 +102,25 @@ class RayCluster:
     env: dict[str, str]  # what a process needs to talk to it here
 
 
-CLUSTER_MARKER = "JUPYTER_RAY_TEST_RAY_CLUSTER"
-RAY_ENV = {
-    # Ray 2.60 turns token authentication on for `ray start`; a loopback test cluster
-    # goes without, and stays on 127.0.0.1 with the second setting (DESIGN.md).
-    "RAY_AUTH_MODE": "disabled",
-    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-    "RAY_USAGE_STATS_ENABLED": "0",
-}
-
-
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[RayCluster]:
-    """One Ray head for the whole run, started on first use; its processes (found by a
-    marker in their environment) are killed by pid at the end.
-    Skipped, saying why, when Ray (the ``ray`` extra) is not installed."""
+    """One Ray head for the whole run, started on first use; its processes are killed by
+    pid at the end (``local_head``). Skipped, saying why, when Ray (the ``ray`` extra)
+    is not installed."""
     pytest.importorskip(
         "ray", reason="the Ray backend's tests need Ray: pip install 'jupyter_ray[ray]'"
     )
     temp_dir = tempfile.mkdtemp(prefix="jrray-", dir="/tmp")  # Ray's socket paths are short
-    # Every process of this cluster inherits the marker; some (the dashboard's agents,
-    # the client server) rewrite their command lines and name the folder nowhere else.
-    env = {**os.environ, **RAY_ENV}
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dashboard_port = s.getsockname()[1]
-    ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
-    started = subprocess.run(
-        [
-            ray_cli,
-            "start",
-            "--head",
-            "--node-ip-address=127.0.0.1",
-            "--port=0",
-            "--num-cpus=2",
-            "--include-dashboard=true",
-            "--dashboard-host=127.0.0.1",
-            f"--dashboard-port={dashboard_port}",
-            "--disable-usage-stats",
-            f"--temp-dir={temp_dir}",
-        ],
-        env={**env, CLUSTER_MARKER: temp_dir},
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    cluster = None
     try:
-        assert started.returncode == 0, started.stderr[-3000:]
-        with open(os.path.join(temp_dir, "ray_current_cluster")) as f:
-            address = f.read().strip()
+        address = local_head.start(temp_dir, dashboard_port=dashboard_port)
         url = f"http://127.0.0.1:{dashboard_port}"
         _wait_for_dashboard(url)
-        cluster = RayCluster(address, url, temp_dir, env)
-        yield cluster
+        yield RayCluster(address, url, temp_dir, {**os.environ, **local_head.RAY_ENV})
     finally:
-        # Again until none is left: a process being killed may have started another.
-        for _ in range(20):
-            mine = [proc for proc in psutil.process_iter() if _in_cluster(proc, temp_dir)]
-            if not mine:
-                break
-            for proc in mine:
-                with contextlib.suppress(psutil.Error):
-                    proc.kill()
-            psutil.wait_procs(mine, timeout=15)
-        shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def _in_cluster(proc: psutil.Process, temp_dir: str) -> bool:
-    """Whether ``proc`` belongs to the Ray cluster started in ``temp_dir``."""
-    if proc.pid == os.getpid():
-        return False
-    marker = f"{CLUSTER_MARKER}={temp_dir}".encode()
-    try:
-        # read directly: psutil reads an empty environment for the processes that set
-        # their title (ray::DashboardAgent), although /proc holds it
-        with open(f"/proc/{proc.pid}/environ", "rb") as f:
-            if marker in f.read().split(b"\0"):
-                return True
-    except OSError:
-        pass
-    try:
-        return temp_dir in " ".join(proc.cmdline())
-    except psutil.Error:
-        return False
+        local_head.stop(temp_dir)
 
 
 def _wait_for_dashboard(url: str, timeout: float = 120.0) -> None:
