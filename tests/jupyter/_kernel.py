@@ -133,8 +133,15 @@ class KernelSession:
         self._replies: dict[str, dict[str, Any]] = {}
         self._seen: set[psutil.Process] = set()
         self._stop = threading.Event()
-        self._reader = threading.Thread(target=self._read_iopub, name="iopub-reader", daemon=True)
-        self._reader.start()
+        self._reader = self._start_reader()
+
+    def _start_reader(self) -> threading.Thread:
+        # The only thread that reads IOPub while it runs: a zmq socket read from two
+        # threads at once splits its multipart messages (wait_for_ready reads IOPub too).
+        self._stop.clear()
+        reader = threading.Thread(target=self._read_iopub, name="iopub-reader", daemon=True)
+        reader.start()
+        return reader
 
     # --- messages ---------------------------------------------------------------------
 
@@ -269,9 +276,12 @@ class KernelSession:
         self.note_descendants()
         old = psutil.Process(self.pid)
         self._seen.add(old)
+        self._stop.set()
+        self._reader.join(5)
         self.km.restart_kernel(now=False)
         self.kc.wait_for_ready(timeout=STARTUP_TIMEOUT_S)
         self.pid = self.km.provisioner.pid  # type: ignore[union-attr]
+        self._reader = self._start_reader()
 
     def leftovers(self, grace_s: float = EXIT_GRACE_S) -> list[str]:
         """Processes seen that outlive the kernel by ``grace_s``: killed by pid, named."""
