@@ -40,8 +40,8 @@ if TYPE_CHECKING:
         wait,
     )
     from .remote_function import RemoteFunction
-    from .runtime.generators import DynamicObjectRefGenerator, ObjectRefGenerator
-    from .runtime.object_ref import ObjectID, ObjectRef
+    from .runtime.client.generators import DynamicObjectRefGenerator, ObjectRefGenerator
+    from .runtime.client.object_ref import ObjectID, ObjectRef
     from .runtime_context import (
         ActorID,
         JobID,
@@ -76,10 +76,10 @@ _WHERE = {
     "shutdown": "api",
     "wait": "api",
     "RemoteFunction": "remote_function",
-    "ObjectRef": "runtime.object_ref",
-    "ObjectID": "runtime.object_ref",
-    "ObjectRefGenerator": "runtime.generators",
-    "DynamicObjectRefGenerator": "runtime.generators",
+    "ObjectRef": "runtime.client.object_ref",
+    "ObjectID": "runtime.client.object_ref",
+    "ObjectRefGenerator": "runtime.client.generators",
+    "DynamicObjectRefGenerator": "runtime.client.generators",
     "ActorID": "runtime_context",
     "JobID": "runtime_context",
     "NodeID": "runtime_context",

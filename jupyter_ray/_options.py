@@ -13,7 +13,7 @@ import os
 import warnings
 from typing import Any
 
-from .runtime import context
+from .runtime.client import context
 
 COMMON_OPTIONS = frozenset(
     {
@@ -366,7 +366,7 @@ def check_placement_options(out: dict[str, Any]) -> None:
         with_accelerator({}, out["accelerator_type"])
     if "enable_task_events" in out and not isinstance(out["enable_task_events"], bool):
         raise _type_error("enable_task_events", out["enable_task_events"], "a bool")
-    from .runtime.labels import check_fallback_strategy, check_label_selector
+    from .runtime.common.labels import check_fallback_strategy, check_label_selector
 
     if out.get("label_selector") is not None:
         out["label_selector"] = check_label_selector(out["label_selector"], "label_selector")
@@ -483,6 +483,6 @@ def with_labels(demand: dict[str, float], selector: Any, fallback: Any) -> dict[
     runtime/labels.py), which the node's scheduler reads."""
     if not selector and not fallback:
         return demand
-    from .runtime.labels import MARKER_AMOUNT, selector_marker
+    from .runtime.common.labels import MARKER_AMOUNT, selector_marker
 
     return {**demand, selector_marker(selector or {}, fallback or []): MARKER_AMOUNT}

@@ -35,15 +35,15 @@ from ._options import (
 from ._signature import Shape, check_call, shape_of
 from .on_ray import backend as _on_ray
 from .remote_function import _client, check_pickled_size
-from .runtime import context
-from .runtime import protocol as p
-from .runtime.actor_host import exit_actor
-from .runtime.exceptions import ActorClassInheritanceException, PendingCallsLimitExceeded
-from .runtime.generators import DYNAMIC as DYNAMIC_KIND
-from .runtime.generators import STREAMING as STREAMING_KIND
-from .runtime.generators import ObjectRefGenerator, StreamState
-from .runtime.object_ref import ObjectRef
-from .runtime.serialization import dumps_function, serialize
+from .runtime.client import context
+from .runtime.client.context import exit_actor
+from .runtime.client.generators import DYNAMIC as DYNAMIC_KIND
+from .runtime.client.generators import STREAMING as STREAMING_KIND
+from .runtime.client.generators import ObjectRefGenerator, StreamState
+from .runtime.client.object_ref import ObjectRef
+from .runtime.common import protocol as p
+from .runtime.common.exceptions import ActorClassInheritanceException, PendingCallsLimitExceeded
+from .runtime.common.serialization import dumps_function, serialize
 
 __all__ = [
     "ActorClass",
@@ -501,7 +501,7 @@ def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
             "the namespace, and that the actor has not died; jupyter_ray.util."
             "list_named_actors() lists the live ones."
         )
-    from .runtime.serialization import deserialize
+    from .runtime.common.serialization import deserialize
 
     methods = deserialize(memoryview(info.options.methods))
     # Weak, as in Ray: a handle looked up by name does not keep the actor alive; the

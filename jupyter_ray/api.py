@@ -20,12 +20,12 @@ from typing import Any, TypeVar, overload
 from ._options import ACCELERATOR_PREFIX, validate_resources, validate_runtime_env
 from .on_ray import backend as _on_ray
 from .remote_function import RemoteFunction
-from .runtime import context
-from .runtime import protocol as p
-from .runtime.core import CoreClient
-from .runtime.exceptions import RaySystemError
-from .runtime.launch import LocalNode, default_object_store_memory, start_local_node
-from .runtime.object_ref import ObjectRef
+from .runtime.client import context
+from .runtime.client.core import CoreClient
+from .runtime.client.launch import LocalNode, default_object_store_memory, start_local_node
+from .runtime.client.object_ref import ObjectRef
+from .runtime.common import protocol as p
+from .runtime.common.exceptions import RaySystemError
 
 T = TypeVar("T")
 
@@ -114,7 +114,7 @@ def node_resources(
         **custom,
     }
     if gpus and not any(k.startswith(ACCELERATOR_PREFIX) for k in custom):
-        from .runtime.telemetry import detect_accelerator_type
+        from .runtime.common.gpus import detect_accelerator_type
 
         model = detect_accelerator_type()  # as Ray: tasks may ask for a GPU model
         if model:
@@ -190,7 +190,7 @@ def init(
     job_env = validate_runtime_env(runtime_env)
     if namespace is not None and (not isinstance(namespace, str) or not namespace):
         raise ValueError(f"namespace must be a non-empty string, got {namespace!r}")
-    from .runtime.labels import check_node_labels
+    from .runtime.common.labels import check_node_labels
 
     node_labels = check_node_labels(labels)
     with _lock:
@@ -355,8 +355,8 @@ def resolve_address(
     machine is reached through its Unix socket (shared memory, zero copy); any other
     ``HOST:PORT`` over TCP with the cluster token.
     """
-    from .runtime.auth import TOKEN_ENV
-    from .runtime.discovery import find_cluster, find_sessions
+    from .runtime.common.auth import TOKEN_ENV
+    from .runtime.common.discovery import find_cluster, find_sessions
 
     target: str | tuple[str, int]
     sessions = find_sessions()
@@ -620,7 +620,7 @@ def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True
     if _on_ray.ray is not None:
         _on_ray.ray.cancel(object_ref, force=force, recursive=recursive)
         return
-    from .runtime.generators import ObjectRefGenerator
+    from .runtime.client.generators import ObjectRefGenerator
 
     if isinstance(object_ref, ObjectRefGenerator):
         object_ref = object_ref.completed()  # (a generator task: stop it where it is)

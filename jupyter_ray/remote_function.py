@@ -21,13 +21,13 @@ from ._options import (
 )
 from ._signature import check_call, shape_of
 from .on_ray import backend as _on_ray
-from .runtime import context
-from .runtime.core import CoreClient
-from .runtime.generators import DYNAMIC as DYNAMIC_KIND
-from .runtime.generators import STREAMING as STREAMING_KIND
-from .runtime.generators import ObjectRefGenerator, StreamState
-from .runtime.object_ref import ObjectRef
-from .runtime.serialization import dumps_function
+from .runtime.client import context
+from .runtime.client.core import CoreClient
+from .runtime.client.generators import DYNAMIC as DYNAMIC_KIND
+from .runtime.client.generators import STREAMING as STREAMING_KIND
+from .runtime.client.generators import ObjectRefGenerator, StreamState
+from .runtime.client.object_ref import ObjectRef
+from .runtime.common.serialization import dumps_function
 
 R = TypeVar("R")
 

@@ -12,7 +12,7 @@ import re
 import warnings
 from typing import Any
 
-from .runtime import context
+from .runtime.client import context
 
 __all__ = ["ActorID", "JobID", "NodeID", "RuntimeContext", "TaskID", "get_runtime_context"]
 

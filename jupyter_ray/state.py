@@ -5,7 +5,7 @@
 >>> state.summarize_tasks().by_state
 >>> state.task_graph(cell_id=...)          # nodes and edges of one cell's tasks
 
-Records are the dataclasses of ``jupyter_ray.runtime.state_schema`` (``TaskState``,
+Records are the dataclasses of ``jupyter_ray.runtime.common.state_schema`` (``TaskState``,
 ``ActorState``, ``ObjectState``, ``NodeState``); ``.to_dict()`` turns one into JSON-ready
 data. ``subscribe()`` gives a live view: a snapshot, then batched updates.
 """
@@ -18,8 +18,8 @@ from typing import Any
 
 from .on_ray import backend as _on_ray
 from .on_ray import state as ray_state
-from .runtime.feed_client import FeedView, StateFeed
-from .runtime.state_schema import (
+from .runtime.client.feed_client import FeedView, StateFeed
+from .runtime.common.state_schema import (
     ActorState,
     GpuState,
     JobState,
@@ -27,8 +27,8 @@ from .runtime.state_schema import (
     ObjectState,
     TaskState,
     TaskSummary,
+    check_filters,
 )
-from .runtime.state_view import check_filters
 
 __all__ = [
     "ActorState",

@@ -20,12 +20,12 @@ from typing import Any
 from .. import api
 from ..on_ray import backend as on_ray
 from ..on_ray.output import route_worker_logs
-from ..runtime import context
-from ..runtime import exceptions as runtime_exceptions
-from ..runtime.core import CoreClient
-from ..runtime.exceptions import GetTimeoutError
-from ..runtime.object_ref import ObjectRef
-from ..runtime.state_schema import DONE_STATES
+from ..runtime.client import context
+from ..runtime.client.core import CoreClient
+from ..runtime.client.object_ref import ObjectRef
+from ..runtime.common import exceptions as runtime_exceptions
+from ..runtime.common.exceptions import GetTimeoutError
+from ..runtime.common.state_schema import DONE_STATES
 from . import identity, reprs
 from .cells import CellRun, CellTracker, frame_label
 from .interrupt import cancel_cell_tasks

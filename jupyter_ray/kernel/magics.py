@@ -293,7 +293,7 @@ def _remote_cell() -> Any:
 
 def _unpicklable(namespace: dict[str, Any]) -> tuple[str, str] | None:
     """The first variable that cannot travel to a worker, and why."""
-    from ..runtime.serialization import serialize
+    from ..runtime.common.serialization import serialize
 
     for name, value in namespace.items():
         try:

@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import fields, is_dataclass
 from typing import Any
 
-from ..runtime import context
-from ..runtime.object_ref import ObjectRef
-from ..runtime.state_schema import (
+from ..runtime.client import context
+from ..runtime.client.object_ref import ObjectRef
+from ..runtime.common.state_schema import (
     ActorState,
     JobState,
     NodeState,

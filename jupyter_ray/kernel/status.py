@@ -14,8 +14,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..runtime import context
-from ..runtime.state_schema import DONE_STATES, TASK_STATES, NodeState, TaskState
+from ..runtime.client import context
+from ..runtime.common.state_schema import DONE_STATES, TASK_STATES, NodeState, TaskState
 from .reprs import bar, esc, resources, size, view
 
 INTERVAL = 1.0

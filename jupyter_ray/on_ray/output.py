@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..runtime import protocol as p
+from ..runtime.common import protocol as p
 from .records import split_name
 
 HANDLER = "ray_print_logs"

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..on_ray.state import answer, fetch
-from ..runtime import protocol as p
-from ..runtime.feed import KINDS
+from ..runtime.common import protocol as p
+from ..runtime.common.state_schema import KINDS
 
 log = logging.getLogger("jupyter_ray.server")
 

@@ -43,7 +43,7 @@ def list_named_actors(all_namespaces: bool = False) -> list[Any]:
     With ``all_namespaces=True``, a list of ``{"name": ..., "namespace": ...}`` dicts.
     """
     from ..remote_function import _client
-    from ..runtime import context
+    from ..runtime.client import context
 
     here = context.current_namespace() or "default"
     entries = _client().query("list_named_actors", True if all_namespaces else here)

@@ -24,8 +24,8 @@ from typing import Any
 
 from .. import api
 from ..actor import ActorHandle, kill
-from ..runtime.exceptions import GetTimeoutError
-from ..runtime.object_ref import ObjectRef
+from ..runtime.client.object_ref import ObjectRef
+from ..runtime.common.exceptions import GetTimeoutError
 
 __all__ = ["AsyncResult", "IMapIterator", "Pool", "TimeoutError"]
 

@@ -15,9 +15,9 @@ import numbers
 from typing import Any
 
 from .._options import check_resource_name
-from ..runtime import context
-from ..runtime.ids import new_task_id, object_id_for
-from ..runtime.object_ref import ObjectRef
+from ..runtime.client import context
+from ..runtime.client.object_ref import ObjectRef
+from ..runtime.common.ids import new_task_id, object_id_for
 
 __all__ = [
     "PlacementGroup",

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..api import get, remote
-from ..runtime.exceptions import RayTaskError
+from ..runtime.common.exceptions import RayTaskError
 
 
 class Empty(_stdlib_queue.Empty):

@@ -65,7 +65,7 @@ class PlacementGroupSchedulingStrategy:
 
     def demand(self, demand: dict[str, float]) -> dict[str, float]:
         """``demand`` rewritten to the group's resources (see runtime/placement.py)."""
-        from ..runtime.placement import in_group
+        from ..runtime.common.group_resources import in_group
 
         return in_group(demand, self.placement_group.id.hex(), self.placement_group_bundle_index)
 

@@ -24,7 +24,7 @@ import psutil
 import pytest
 from _cluster import Head, families, head_fixture, kill_all  # noqa: F401 - head fixture
 from _wait import eventually
-from jupyter_ray.runtime import discovery
+from jupyter_ray.runtime.common import discovery
 
 import jupyter_ray as ray
 

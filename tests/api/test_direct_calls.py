@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 from _wait import eventually as _eventually
-from jupyter_ray.runtime import protocol as p
-from jupyter_ray.runtime.serialization import serialize
+from jupyter_ray.runtime.common import framing
+from jupyter_ray.runtime.common import protocol as p
+from jupyter_ray.runtime.common.serialization import serialize
 
 import jupyter_ray as ray
 from jupyter_ray.exceptions import RayActorError, RayTaskError, TaskCancelledError
@@ -142,7 +143,7 @@ def test_a_routed_call_waits_in_the_worker_for_direct_calls_sent_before_it(
                 method="add",
             )
             msgs.append(p.DirectCall(spec, seq + 1 + i))
-        sock.sendall(b"".join(p.encode(m) for m in msgs))
+        sock.sendall(b"".join(framing.encode(m) for m in msgs))
         ray.get(routed, timeout=30)
     assert ray.get(log.items_.remote())[-3:] == ["late-1", "late-2", "routed"]
 
@@ -254,7 +255,7 @@ def test_garbage_on_a_lane_closes_only_that_lane(ray_2cpu: Any) -> None:
         assert sock.recv(1) == b""  # the worker hung up on us
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.connect(path)
-        sock.sendall(p.encode(p.DirectHello(0)) + p.encode(p.Shutdown()))
+        sock.sendall(framing.encode(p.DirectHello(0)) + framing.encode(p.Shutdown()))
         assert sock.recv(1) == b""
     assert ray.get([log.add.remote(i) for i in range(3)]) == [1, 2, 3]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jupyter_ray.runtime import context
+from jupyter_ray.runtime.client import context
 
 import jupyter_ray as ray
 from jupyter_ray.exceptions import RayTaskError, TaskCancelledError, WorkerCrashedError
@@ -500,7 +500,7 @@ def test_a_cancel_that_comes_before_the_worker_is_ready_is_not_lost(ray_2cpu: An
     # A task can reach a worker that has only just connected, and its cancel right after
     # it, before the worker set its cancel handler; that cancel used to be dropped, and
     # the task ran to its end. The client keeps such cancels for the handler.
-    from jupyter_ray.runtime import protocol as p
+    from jupyter_ray.runtime.common import protocol as p
 
     client = ray.api._require_client()
     early, later = p.CancelTask(b"e" * 16, False), p.CancelTask(b"l" * 16, False)

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 import psutil
-from jupyter_ray.runtime import discovery, leftovers
+from jupyter_ray.runtime.common import discovery, leftovers
 
 import jupyter_ray as ray
 
@@ -166,7 +166,7 @@ def test_the_sweep_leaves_live_runtimes_and_other_folders_alone(tmp_path: Any) -
             sys.executable,
             "-c",
             "import sys, time\n"
-            "from jupyter_ray.runtime import leftovers\n"
+            "from jupyter_ray.runtime.common import leftovers\n"
             "fds = [leftovers.hold(p) for p in sys.argv[1:]]\n"
             "print('held', flush=True)\n"
             "time.sleep(600)\n",

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 from _wait import eventually
-from jupyter_ray.runtime.generators import DynamicObjectRefGenerator, ObjectRefGenerator
+from jupyter_ray.runtime.client.generators import DynamicObjectRefGenerator, ObjectRefGenerator
 
 import jupyter_ray as ray
 from jupyter_ray.exceptions import RayActorError, TaskCancelledError, WorkerCrashedError

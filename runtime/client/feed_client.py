@@ -15,9 +15,9 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import protocol as p
-from .feed import ID_FIELDS, KINDS
-from .transport import ClientConnection
+from ..common import protocol as p
+from ..common.state_schema import ID_FIELDS, KINDS
+from ..common.transport import ClientConnection
 
 
 class FeedView:

@@ -15,12 +15,12 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
+from ..common import protocol as p
+from ..common.ids import new_task_id, object_id_for
+from ..common.serialization import SerializedObject, serialize
 from . import context
-from . import protocol as p
-from .direct import Lane, LaneTable, connect_lane
-from .ids import new_task_id, object_id_for
+from .lanes import Lane, LaneTable, connect_lane
 from .object_ref import ObjectRef
-from .serialization import SerializedObject, serialize
 
 if TYPE_CHECKING:
     from .generators import StreamState

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import io
 import json
 import os
 import pickle
@@ -24,12 +23,13 @@ import threading
 import time
 from typing import Any
 
-from . import context
-from . import protocol as p
-from .actor_host import ActorExit, ActorHost, set_title
-from .core import CoreClient
-from .direct import CallerLane, LaneClosed
-from .exceptions import (
+from ..client import context
+from ..client.context import ActorExit
+from ..client.core import CoreClient
+from ..client.generators import DYNAMIC
+from ..client.submit import _NO_ARGS, Dep
+from ..common import protocol as p
+from ..common.exceptions import (
     RayError,
     RayTaskError,
     RemoteSection,
@@ -37,64 +37,18 @@ from .exceptions import (
     capture_traceback,
     format_sections,
 )
-from .generators import DYNAMIC, collect, stream
-from .ids import object_id_for
-from .serialization import deserialize, dumps, serialize, type_name
-from .submit import _NO_ARGS, Dep
+from ..common.ids import object_id_for
+from ..common.serialization import deserialize, dumps, serialize, type_name
+from .actor_host import ActorHost, set_title
+from .generators import collect, stream
+from .lane_server import CallerLane, LaneClosed
+from .task_env import TaskOutput, enter_runtime_env, task_context
 
 CANCEL_SIGNAL = signal.SIGUSR1
 REPORT_BATCH = 64
 STARTED_AFTER = (0.1, 1.0)
 """Ages (s) at which a running call is reported started: the node shows it RUNNING. The
 second report covers a direct call whose caller's note reached the node late."""
-
-
-class TaskOutput(io.TextIOBase):
-    """``sys.stdout``/``sys.stderr`` of a worker: lines go to the task's driver."""
-
-    def __init__(self, client: CoreClient, stream: int, fallback: Any) -> None:
-        self._client = client
-        self._stream = stream
-        self._fallback = fallback
-        self._buf: list[str] = []
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        ctx = context.current_task()
-        if ctx is None:
-            return int(self._fallback.write(text))
-        self._buf.append(text)
-        if "\n" in text:
-            self.flush()
-        return len(text)
-
-    def flush(self) -> None:
-        ctx = context.current_task()
-        if not self._buf:
-            return
-        text = "".join(self._buf)
-        self._buf.clear()
-        if ctx is None:
-            self._fallback.write(text)
-            return
-        lines = p.LogLines(
-            ctx.task_id,
-            ctx.name,
-            os.getpid(),
-            self._stream,
-            text,
-            ctx.cell_id,  # the driver shows it under the notebook cell that caused it
-            ctx.cell_execution_count,
-        )
-        if ctx.lane is not None:  # a direct call: its caller hears it on the same lane
-            ctx.lane.send(lines)
-            return
-        try:
-            self._client.send(lines)
-        except (ConnectionError, OSError):
-            self._fallback.write(text)
 
 
 class Worker(ActorHost):
@@ -334,7 +288,7 @@ class Worker(ActorHost):
         return fn
 
     def _context(self, msg: p.ExecuteTask, lane: CallerLane | None) -> context.TaskContext:
-        return _task_context(msg, lane, self.actor_spec)
+        return task_context(msg, lane, self.actor_spec)
 
     def _arguments(self, msg: p.ExecuteTask) -> tuple[list[Any], dict[str, Any]]:
         spec = msg.spec
@@ -353,7 +307,7 @@ class Worker(ActorHost):
         spec = msg.spec
         if spec.runtime_env and spec.kind != p.ACTOR_METHOD:
             # before the function and its arguments are unpickled: they may need it
-            undo = _enter_runtime_env(spec.runtime_env)
+            undo = enter_runtime_env(spec.runtime_env)
             if spec.kind != p.ACTOR_CREATION:
                 try:
                     return self._execute(msg, lane)
@@ -521,53 +475,6 @@ class Worker(ActorHost):
         message = str(cause) if cause is not None else getattr(err, "cause_repr", str(err))
         done.error_message = message[:1000]
         return done
-
-
-def _task_context(
-    msg: p.ExecuteTask, lane: CallerLane | None = None, actor: p.TaskSpec | None = None
-) -> context.TaskContext:
-    """What code running this call sees as its task (ids, GPUs, cell, job, runtime env,
-    placement group, resources); an actor's calls see their actor's creation for the
-    last three."""
-    spec = msg.spec
-    where = actor if spec.kind == p.ACTOR_METHOD and actor is not None else spec
-    return context.TaskContext(
-        spec.task_id,
-        spec.name,
-        list(msg.gpu_ids),
-        spec.cell_id,
-        spec.cell_execution_count,
-        job_id=spec.job_id,
-        lane=lane,
-        runtime_env=where.runtime_env,
-        namespace=spec.namespace,
-        capture_group=where.capture_group,
-        resources=where.resources,
-    )
-
-
-def _enter_runtime_env(env: dict[str, Any]) -> Any:
-    """Apply a runtime env in this process; returns a function that undoes it."""
-    saved = {k: os.environ.get(k) for k in env.get("env_vars", {})}
-    os.environ.update(env.get("env_vars", {}))
-    working_dir = env.get("working_dir")
-    old_cwd = os.getcwd()
-    if working_dir:
-        os.chdir(working_dir)
-        sys.path.insert(0, working_dir)
-
-    def undo() -> None:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        if working_dir:
-            os.chdir(old_cwd)
-            if working_dir in sys.path:
-                sys.path.remove(working_dir)
-
-    return undo
 
 
 context_of_main: dict[str, context.TaskContext | None] = {"ctx": None}
