@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from . import actor, exceptions, job_config, state, util
+    from ._remote import remote
     from .actor import ActorClass, ActorHandle, get_actor, kill, method
     from .api import (
         RuntimeInfo,
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
         is_initialized,
         nodes,
         put,
-        remote,
         shutdown,
         wait,
     )
@@ -72,7 +72,7 @@ _WHERE = {
     "is_initialized": "api",
     "nodes": "api",
     "put": "api",
-    "remote": "api",
+    "remote": "_remote",
     "shutdown": "api",
     "wait": "api",
     "RemoteFunction": "remote_function",

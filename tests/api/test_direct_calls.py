@@ -68,7 +68,7 @@ def double(x: int) -> int:
 
 
 def _lane(handle: Any) -> Any:
-    client = ray.api._require_client()
+    client = ray._client.require_client()
     return client.lanes.lanes[bytes.fromhex(handle._ray_actor_id)]
 
 
@@ -115,7 +115,7 @@ def test_a_routed_call_waits_in_the_worker_for_direct_calls_sent_before_it(
     # driver's "earlier" direct calls itself, on a lane of its own, half a second late.
     log = _with_lane(Log.remote())
     ray.get(log.add.remote("first"))
-    client = ray.api._require_client()
+    client = ray._client.require_client()
     lane = _lane(log)
     seq = lane.seq
     lane.seq = seq + 2  # as if two more direct calls had gone out
@@ -172,7 +172,7 @@ def test_large_results_and_results_holding_refs_come_through_the_node(
     inner = ray.get(log.boxed.remote({"k": 1}))
     assert ray.get(inner[0]) == {"k": 1}
     assert _direct_calls(log) == before + 2
-    ray.api._require_client().query("validate")
+    ray._client.require_client().query("validate")
 
 
 def test_output_of_a_direct_call_reaches_the_driver(
@@ -242,7 +242,7 @@ def test_kill_fails_calls_sent_on_the_lane(ray_2cpu: Any) -> None:
     with pytest.raises(RayActorError):
         ray.get(log.add.remote("too late"), timeout=60)
     # the driver forgets the lane of a dead actor once nothing is pending on it
-    lanes = ray.api._require_client().lanes.lanes
+    lanes = ray._client.require_client().lanes.lanes
     _eventually(lambda: bytes.fromhex(log._ray_actor_id) not in lanes)
 
 
@@ -262,7 +262,7 @@ def test_garbage_on_a_lane_closes_only_that_lane(ray_2cpu: Any) -> None:
 
 def test_dropped_refs_to_direct_results_free_their_objects(ray_2cpu: Any) -> None:
     log = _with_lane(Log.remote())
-    client = ray.api._require_client()
+    client = ray._client.require_client()
     for i in range(50):
         log.add.remote(i)  # fire and forget
     ray.get(log.add.remote("last"))

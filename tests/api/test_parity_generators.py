@@ -261,7 +261,7 @@ def test_large_values_and_nested_consumers(ray_2cpu: Any) -> None:
 
 
 def test_a_dropped_generator_leaves_nothing_behind(ray_2cpu: Any) -> None:
-    client = ray.api._require_client()
+    client = ray._client.require_client()
 
     def objects() -> int:
         return int(client.query("store_stats")["objects"])

@@ -361,7 +361,7 @@ def test_feed_catches_up_after_a_slow_subscriber(ray_2cpu: Any) -> None:
 
 def test_cli_lists_and_summarizes_a_running_runtime(ray_2cpu: Any, tmp_path: Any) -> None:
     ray.get([inc.remote(i) for i in range(3)])
-    client = ray.api._require_client()
+    client = ray._client.require_client()
     assert client.welcome is not None
     address = client.welcome.session_dir + "/node.sock"
 
