@@ -421,7 +421,7 @@ def _connected(client: CoreClient) -> None:
     metadata = {"origin": "script", "entrypoint": " ".join(sys.argv)[:200]}
     metadata.update(job_settings.get("metadata", {}))
     metadata.update(context.job_metadata)
-    client.send(p.JobInfo(context.driver_job_id, metadata))
+    client.send(p.JobInfo(job_id=context.driver_job_id, metadata=metadata))
     for hook in connect_hooks:
         hook(client)
 

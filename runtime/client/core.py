@@ -112,7 +112,15 @@ class CoreClient(TaskSubmitter, ObjectCache):
                     "printed it, and stores it in the head's session directory)"
                 )
             auth_answer = auth.answer(token, self._challenge)
-        self.conn.send(p.Hello(role, os.getpid(), worker_id, owns_node, auth_answer))
+        self.conn.send(
+            p.Hello(
+                role=role,
+                pid=os.getpid(),
+                worker_id=worker_id,
+                owns_node=owns_node,
+                auth=auth_answer,
+            )
+        )
         if not self._welcome.wait(30) or self.welcome is None:
             self.conn.close()
             if self.closed:
@@ -186,11 +194,11 @@ class CoreClient(TaskSubmitter, ObjectCache):
         # direct calls first: the changes below may name their results
         out: list[object] = self.lanes.take_announcements()
         if self._pending_add or self._pending_remove:
-            out.append(p.RefUpdate(list(self._pending_add), list(self._pending_remove)))
+            out.append(p.RefUpdate(add=list(self._pending_add), remove=list(self._pending_remove)))
             self._pending_add = set()
             self._pending_remove = set()
         if self._pending_unpin:
-            out.append(p.Unpin(list(self._pending_unpin.items())))
+            out.append(p.Unpin(counts=list(self._pending_unpin.items())))
             self._pending_unpin = {}
         return out
 
@@ -255,7 +263,15 @@ class CoreClient(TaskSubmitter, ObjectCache):
                 lane.worker_id = msg.worker_id
                 lane.path = msg.path
         elif kind is p.DriverWarning:
-            _print_log(p.LogLines(b"", "jupyter_ray warning", os.getpid(), 2, msg.text))
+            _print_log(
+                p.LogLines(
+                    task_id=b"",
+                    name="jupyter_ray warning",
+                    pid=os.getpid(),
+                    stream=2,
+                    text=msg.text,
+                )
+            )
         elif kind is p.CancelTask:
             with self._lock:
                 handler = self._on_cancel
@@ -279,13 +295,13 @@ class CoreClient(TaskSubmitter, ObjectCache):
         parent = self._submitted_by.get(msg.task_id) if self.role == "worker" else None
         if parent is not None and not self.closed:
             up = p.LogLines(
-                parent,
-                msg.name,
-                msg.pid,
-                msg.stream,
-                msg.text,
-                msg.cell_id,
-                msg.cell_execution_count,
+                task_id=parent,
+                name=msg.name,
+                pid=msg.pid,
+                stream=msg.stream,
+                text=msg.text,
+                cell_id=msg.cell_id,
+                cell_execution_count=msg.cell_execution_count,
             )
             try:
                 self.send(up)
@@ -335,7 +351,7 @@ class CoreClient(TaskSubmitter, ObjectCache):
             else:
                 again = False
         if again:
-            self.send(p.Subscribe([oid], True))
+            self.send(p.Subscribe(object_ids=[oid], want_value=True))
         if futures:
             for fut in futures:
                 self._complete_future(oid, fut)
@@ -359,7 +375,7 @@ class CoreClient(TaskSubmitter, ObjectCache):
             self._replies.pop(msg.req_id, None)
 
     def query(self, what: str, arg: Any = None) -> Any:
-        return self.request(p.Query(next(self._req_ids), what, arg)).data
+        return self.request(p.Query(req_id=next(self._req_ids), what=what, arg=arg)).data
 
     def close(self) -> None:
         self.closed = True
@@ -391,7 +407,7 @@ class CoreClient(TaskSubmitter, ObjectCache):
     # --- cancelling ----------------------------------------------------------------
 
     def cancel(self, ref: ObjectRef, force: bool, recursive: bool) -> None:
-        self.send(p.CancelRequest(ref.binary(), force, recursive))
+        self.send(p.CancelRequest(object_id=ref.binary(), force=force, recursive=recursive))
 
     def cancel_cell(self, cell_id: str, force: bool = False, wait: bool = False) -> int | None:
         """Cancel every live task that this driver's notebook cell ``cell_id`` started.
@@ -403,9 +419,11 @@ class CoreClient(TaskSubmitter, ObjectCache):
         if job_id is None:
             raise RuntimeError("cancel_cell() is for drivers; call jupyter_ray.init() first")
         if not wait:
-            self.send(p.CancelCell(cell_id, job_id, force))
+            self.send(p.CancelCell(cell_id=cell_id, job_id=job_id, force=force))
             return None
-        count: int = self.request(p.CancelCell(cell_id, job_id, force, next(self._req_ids))).data
+        count: int = self.request(
+            p.CancelCell(cell_id=cell_id, job_id=job_id, force=force, req_id=next(self._req_ids))
+        ).data
         return count
 
 

@@ -76,7 +76,7 @@ class StateFeed:
             socket_path, self._receive, self._closed, name="jupyter-ray-feed"
         )
         self._conn.start()
-        self._conn.send(p.Hello("subscriber", os.getpid()), p.FeedSubscribe())
+        self._conn.send(p.Hello(role="subscriber", pid=os.getpid()), p.FeedSubscribe())
 
     def _receive(self, msg: Any) -> None:
         if not isinstance(msg, p.FeedSnapshot | p.FeedUpdate):

@@ -108,7 +108,7 @@ class LaneTable:
         if not self.unannounced:
             return []
         calls, self.unannounced = self.unannounced, []
-        return [p.DirectCalls(calls)]
+        return [p.DirectCalls(calls=calls)]
 
     def routed_call(self, lane: Lane, first_result: ObjectRef | None) -> None:
         """A call to ``lane``'s actor went through the node (caller holds lock)."""
@@ -153,7 +153,7 @@ def connect_lane(
     except OSError:
         return None
     try:
-        conn.send(p.DirectHello(caller))
+        conn.send(p.DirectHello(caller=caller))
     except (ConnectionError, OSError):
         conn.close()
         return None

@@ -86,11 +86,15 @@ class ObjectCache:
             ref = self._new_owned_ref(oid)
             with self._lock:
                 self._values[oid] = p.Payload(data=data, size=len(data), type_name=so.type_name)
-            self.send(p.PutInline(oid, data, so.contained, so.type_name))
+            self.send(
+                p.PutInline(
+                    object_id=oid, data=data, contained=so.contained, type_name=so.type_name
+                )
+            )
             return ref
         payload = self.write_object(oid, so)
         ref = self._new_owned_ref(oid)
-        self.send(p.SealObject(oid, payload, so.contained))
+        self.send(p.SealObject(object_id=oid, payload=payload, contained=so.contained))
         return ref
 
     def put_error(self, error: BaseException) -> ObjectRef:
@@ -101,7 +105,7 @@ class ObjectCache:
         ref = self._new_owned_ref(oid)
         with self._lock:
             self._values[oid] = payload
-        self.send(p.SealObject(oid, payload, []))
+        self.send(p.SealObject(object_id=oid, payload=payload, contained=[]))
         return ref
 
     def wait_until(self, ready: Callable[[], bool], timeout: float | None) -> bool:
@@ -137,7 +141,9 @@ class ObjectCache:
 
     def write_object(self, oid: bytes, so: SerializedObject) -> p.Payload:
         """Allocate room in the node's store and copy ``so`` there (not yet sealed)."""
-        reply = self.request(p.CreateObject(next(self._req_ids), oid, so.size))
+        reply = self.request(
+            p.CreateObject(req_id=next(self._req_ids), object_id=oid, size=so.size)
+        )
         if reply.payload is None:
             err = deserialize(memoryview(reply.error))
             raise err
@@ -238,12 +244,14 @@ class ObjectCache:
                             if left <= 0:
                                 return ready
                             self._cond.wait(min(left, step))
-                msgs: list[object] = [p.Subscribe(ask, ask_value)] if ask else []
+                msgs: list[object] = (
+                    [p.Subscribe(object_ids=ask, want_value=ask_value)] if ask else []
+                )
                 if worker and not blocked:
                     # a worker about to block lends its CPU, so nested tasks can run
                     with self._lock:
                         missing = [oid for oid in ids if not have(oid)]
-                    msgs.append(p.Blocked(missing))
+                    msgs.append(p.Blocked(waiting_on=missing))
                     blocked = True
                 self.send(*msgs)
         finally:
@@ -283,7 +291,7 @@ class ObjectCache:
                 for oid in fetch:
                     self._requested[oid] = True
             if fetch:
-                self.send(p.Subscribe(fetch, True))
+                self.send(p.Subscribe(object_ids=fetch, want_value=True))
         return set(ready)
 
     def get(self, refs: list[ObjectRef], timeout: float | None) -> list[Any]:
@@ -381,7 +389,7 @@ class ObjectCache:
         if ready:
             self._complete_future(oid, fut)
         elif ask:
-            self.send(p.Subscribe([oid], True))
+            self.send(p.Subscribe(object_ids=[oid], want_value=True))
         # keep the ref alive until the future completes
         fut.add_done_callback(_KeepAlive(ref))
         return fut

@@ -34,7 +34,9 @@ def report_item(client: CoreClient, task_id: bytes, index: int, value: Any) -> N
         payload = p.Payload(data=data, size=len(data), type_name=so.type_name)
     else:
         payload = client.write_object(object_id_for(task_id, index), so)
-    client.send(p.GeneratorItem(task_id, index, payload, so.contained))
+    client.send(
+        p.GeneratorItem(task_id=task_id, index=index, payload=payload, contained=so.contained)
+    )
     del value  # the item message is out: refs inside the value may go now
 
 

@@ -48,13 +48,13 @@ class TaskOutput(io.TextIOBase):
             self._fallback.write(text)
             return
         lines = p.LogLines(
-            ctx.task_id,
-            ctx.name,
-            os.getpid(),
-            self._stream,
-            text,
-            ctx.cell_id,  # the driver shows it under the notebook cell that caused it
-            ctx.cell_execution_count,
+            task_id=ctx.task_id,
+            name=ctx.name,
+            pid=os.getpid(),
+            stream=self._stream,
+            text=text,
+            cell_id=ctx.cell_id,
+            cell_execution_count=ctx.cell_execution_count,
         )
         if ctx.lane is not None:  # a direct call: its caller hears it on the same lane
             ctx.lane.send(lines)

@@ -107,7 +107,13 @@ class Worker(ActorHost):
                 break
             if type(item) is tuple:  # (lane, DirectCall)
                 lane, call = item
-                msg = p.ExecuteTask(call.spec, None, [], self.actor_gpu_ids, 0)
+                msg = p.ExecuteTask(
+                    spec=call.spec,
+                    fn_payload=None,
+                    dep_payloads=[],
+                    gpu_ids=self.actor_gpu_ids,
+                    retries_left=0,
+                )
                 self._seen[lane.caller] = call.seq
                 if self._start(msg, lane):
                     break
@@ -192,7 +198,9 @@ class Worker(ActorHost):
         """Send a call's outcome; True when it was the actor's last (``exit_actor``)."""
         if self.exit_reason is not None and self.actor_options is not None:
             assert context.actor_id is not None
-            self._send_done(done, lane, p.ActorExiting(context.actor_id, self.exit_reason))
+            self._send_done(
+                done, lane, p.ActorExiting(actor_id=context.actor_id, reason=self.exit_reason)
+            )
             self.client.tasks.put(None)  # wake the main loop so it exits
             return True
         self._send_done(done, lane)
@@ -205,7 +213,7 @@ class Worker(ActorHost):
             if lane is not None:
                 result = done.results[0]
                 direct = result.data is not None and not (done.contained and done.contained[0])
-                lane.send(p.DirectResult(done.task_id, result if direct else None))
+                lane.send(p.DirectResult(task_id=done.task_id, payload=result if direct else None))
                 done.direct_caller = lane.caller
                 # The caller has the value: the node's copy may wait for a batch. A value
                 # the caller must fetch from the node goes now.
@@ -236,7 +244,7 @@ class Worker(ActorHost):
                 entry[1] = sent + 1
                 due.append((task_id, entry[0]))
         if due:
-            self.client.send(p.TaskStarted(due))
+            self.client.send(p.TaskStarted(started=due))
 
     def _flush_reports(self) -> None:
         with self._report_lock:
@@ -427,7 +435,9 @@ class Worker(ActorHost):
             except Exception as err:
                 return self._failed(spec, err, 0)
             contained.append(so.contained)
-        return p.TaskDone(spec.task_id, results, contained, exit_after=exit_after)
+        return p.TaskDone(
+            task_id=spec.task_id, results=results, contained=contained, exit_after=exit_after
+        )
 
     def _wrap(self, spec: p.TaskSpec, err: BaseException) -> RayTaskError:
         """The error a task's caller gets for ``err``: a RayTaskError with the remote
@@ -469,7 +479,7 @@ class Worker(ActorHost):
     def _error_done(self, spec: p.TaskSpec, err: BaseException) -> p.TaskDone:
         data = serialize(err).to_bytes()
         payload = p.Payload(data=data, size=len(data), error=True, type_name=type_name(err))
-        done = p.TaskDone(spec.task_id, [payload] * spec.num_returns, [])
+        done = p.TaskDone(task_id=spec.task_id, results=[payload] * spec.num_returns, contained=[])
         cause = err.cause if isinstance(err, RayTaskError) else err
         done.error_type = type(cause).__name__ if cause is not None else type(err).__name__
         message = str(cause) if cause is not None else getattr(err, "cause_repr", str(err))
