@@ -388,7 +388,7 @@ def placement(strategy: Any, explicit: bool) -> tuple[Any, bytes | None]:
 
 def with_labels(demand: dict[str, float], selector: Any, fallback: Any) -> dict[str, float]:
     """``label_selector`` / ``fallback_strategy``: markers in the demand (see
-    runtime/labels.py), which the node's scheduler reads."""
+    runtime/common/labels.py), which the node's scheduler reads."""
     if not selector and not fallback:
         return demand
     return {**demand, selector_marker(selector or {}, fallback or []): MARKER_AMOUNT}

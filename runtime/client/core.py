@@ -84,7 +84,7 @@ class CoreClient(TaskSubmitter, ObjectCache):
         # In a worker: which of its tasks submitted each task it owns, so that a nested
         # task's output can follow its parent's up to the driver (see _show_log).
         self._submitted_by: OrderedDict[bytes, bytes] = OrderedDict()
-        self.lanes = LaneTable()  # direct actor calls (direct.py)
+        self.lanes = LaneTable()  # direct actor calls (client/lanes.py)
         self._send_lock = threading.Lock()
         self.tasks: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._on_cancel: Callable[[p.CancelTask], None] | None = None

@@ -3,7 +3,7 @@
 ``submit`` serializes a call's arguments once (top-level refs become :class:`Dep`
 placeholders, large arguments go to the store first), builds its ``TaskSpec`` and sends
 it: through the node manager, or straight to the actor's worker on a direct lane (see
-``direct.py``) when the call qualifies. Streaming generator calls register their
+``lanes.py``) when the call qualifies. Streaming generator calls register their
 ``StreamState`` here before the task leaves (see ``generators.py``).
 """
 
@@ -93,7 +93,7 @@ class TaskSubmitter:
     ) -> list[ObjectRef]:
         """Submit a task (or an actor method call); returns refs to its results.
 
-        ``generator``: a generator task (see generators.py); ``stream``: the state that
+        ``generator``: a generator task (see client/generators.py); ``stream``: the state that
         receives a streaming task's items, registered here before the task is sent.
         """
         blob, deps, nested, keep = self._serialize_args(args, kwargs)
@@ -167,7 +167,7 @@ class TaskSubmitter:
         return refs
 
     def _send_direct(self, spec: p.TaskSpec) -> bool:
-        """Send an actor call on its lane (see direct.py); False: use the node."""
+        """Send an actor call on its lane (see lanes.py); False: use the node."""
         with self._lock:
             lane = self.lanes.lanes.get(spec.actor_id or b"")
             if lane is None:

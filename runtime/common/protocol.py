@@ -400,7 +400,7 @@ class QueryReply:
 # --- change feed (see feed.py) ------------------------------------------------------
 
 
-# --- direct actor calls (see direct.py) -----------------------------------------------
+# --- direct actor calls (see client/lanes.py) ----------------------------------------
 
 
 @dataclass(slots=True)
@@ -480,7 +480,7 @@ class NodeView:
     alive: bool = True
     is_head: bool = False
     stats: dict[str, Any] = field(default_factory=dict)  # telemetry for the state API
-    labels: dict[str, str] = field(default_factory=dict)  # see labels.py
+    labels: dict[str, str] = field(default_factory=dict)  # see labels.py (in common/)
 
     def fits(self, demand: dict[str, float]) -> bool:
         return all(

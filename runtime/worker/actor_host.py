@@ -83,7 +83,7 @@ class ActorHost:
         # thread (None: calls run where the dispatch loop is).
         self.main_calls: queue.SimpleQueue[Any] | None = None
         self.exit_reason: str | None = None
-        # Direct calls (direct.py): the callers' lanes to this actor
+        # Direct calls (client/lanes.py): the callers' lanes to this actor
         self.lanes: DirectServer | None = None
         # An async actor's running coroutines, for cancel
         self._coroutines: dict[bytes, asyncio.Task[Any]] = {}

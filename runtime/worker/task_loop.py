@@ -64,7 +64,7 @@ class Worker(ActorHost):
         self._cancel_lock = threading.Lock()
         self._cancel_early: set[bytes] = set()
         self._init_host()
-        # Direct calls (direct.py): the number of each caller's last direct call seen,
+        # Direct calls (client/lanes.py): the number of each caller's last direct call seen,
         # and calls from the node held until that direct call has arrived.
         self._seen: dict[int, int] = {}
         self._held: dict[int, list[p.ExecuteTask]] = {}
@@ -382,7 +382,7 @@ class Worker(ActorHost):
         return self._results(spec, result)
 
     def _drive(self, spec: p.TaskSpec, gen: Any, ctx: context.TaskContext, main: bool) -> Any:
-        """Run a generator call (see generators.py): report each value as it comes
+        """Run a generator call (see client/generators.py): report each value as it comes
         (streaming; the result is None) or return the refs of all (dynamic)."""
         if spec.generator == DYNAMIC:
             return collect(self.client, spec, gen, lambda err: self._wrap(spec, err))

@@ -1,4 +1,4 @@
-"""Direct actor calls (runtime/direct.py): a caller's calls go straight to the actor's
+"""Direct actor calls (runtime/client/lanes.py): a caller's calls go straight to the actor's
 worker once the node has told it where that is. Each test first makes one call through
 the node (which hands out the address), then checks that calls did take the lane."""
 

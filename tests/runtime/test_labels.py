@@ -1,4 +1,4 @@
-"""Label selectors in the scheduler's bookkeeping (runtime/labels.py), without processes."""
+"""Label selectors in the scheduler's bookkeeping (runtime/common/labels.py), without processes."""
 
 from __future__ import annotations
 
