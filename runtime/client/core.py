@@ -29,6 +29,7 @@ from ..common import protocol as p
 from ..common.exceptions import RaySystemError
 from ..common.ids import TASK_ID_SIZE
 from ..common.store import Arena
+from ..common.transport import ClientConnection
 from . import context
 from .generators import StreamState
 from .lanes import LaneTable
@@ -58,8 +59,6 @@ class CoreClient(TaskSubmitter, ObjectCache):
 
         Over TCP there is no shared memory: every object travels inside messages.
         """
-        from ..common.transport import ClientConnection
-
         self.role = role
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
