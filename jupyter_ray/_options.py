@@ -295,8 +295,6 @@ def check_placement_options(out: dict[str, Any]) -> None:
 def _legacy_placement(out: dict[str, Any]) -> None:
     """``placement_group=pg, placement_group_bundle_index=i`` (deprecated in Ray): warn
     as Ray does, and turn them into the PlacementGroupSchedulingStrategy they mean."""
-    from .util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
     group = out.get("placement_group", "default")
     index = out.get("placement_group_bundle_index", -1)
     capture = out.get("placement_group_capture_child_tasks")
