@@ -27,9 +27,9 @@ from .on_ray import backend as _on_ray
 from .runtime.client import context
 from .runtime.client.core import CoreClient
 from .runtime.client.launch import LocalNode, default_object_store_memory, start_local_node
+from .runtime.common import discovery
 from .runtime.common import protocol as p
 from .runtime.common.auth import TOKEN_ENV
-from .runtime.common.discovery import find_cluster, find_sessions
 from .runtime.common.exceptions import RaySystemError
 from .runtime.common.gpus import detect_accelerator_type
 from .runtime.common.labels import check_node_labels
@@ -350,7 +350,7 @@ def resolve_address(
     ``HOST:PORT`` over TCP with the cluster token.
     """
     target: str | tuple[str, int]
-    sessions = find_sessions()
+    sessions = discovery.find_sessions()  # (through the module: tests replace it)
     if address == "auto" and os.environ.get("JUPYTER_RAY_ADDRESS", "auto") != "auto":
         # as Ray's RAY_ADDRESS: set by whoever started this process next to a runtime
         # (the Jupyter server sets it for the kernels it starts)
@@ -358,7 +358,7 @@ def resolve_address(
     if address.endswith(".json"):
         address, _ = _read_connection_file(address)
     if address == "auto":
-        cluster = find_cluster()
+        cluster = discovery.find_cluster()
         if cluster is None:
             raise ConnectionError(
                 "init(address='auto') found no jupyter_ray runtime running on this machine. "
