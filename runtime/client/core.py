@@ -161,6 +161,8 @@ class CoreClient(TaskSubmitter, ObjectCache):
         for msg in early:
             handler(msg)
 
+    # --- reference changes, batched for the node --------------------------------------
+
     def _take_ref_changes(self) -> list[object]:
         """Drain finalizer queues into messages. Caller holds ``_lock``."""
         dead = self.dead_refs
@@ -205,6 +207,8 @@ class CoreClient(TaskSubmitter, ObjectCache):
         del self._mapped[oid]
         if m.pins:
             self._pending_unpin[oid] = self._pending_unpin.get(oid, 0) + m.pins
+
+    # --- the reader and flusher threads -----------------------------------------------
 
     def _flush_loop(self) -> None:
         while not self.closed:
