@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from . import actor, exceptions, job_config, state, util
+    from ._remote import remote
     from .actor import ActorClass, ActorHandle, get_actor, kill, method
     from .api import (
         RuntimeInfo,
@@ -35,13 +36,12 @@ if TYPE_CHECKING:
         is_initialized,
         nodes,
         put,
-        remote,
         shutdown,
         wait,
     )
     from .remote_function import RemoteFunction
-    from .runtime.generators import DynamicObjectRefGenerator, ObjectRefGenerator
-    from .runtime.object_ref import ObjectID, ObjectRef
+    from .runtime.client.generators import DynamicObjectRefGenerator, ObjectRefGenerator
+    from .runtime.client.object_ref import ObjectID, ObjectRef
     from .runtime_context import (
         ActorID,
         JobID,
@@ -72,14 +72,14 @@ _WHERE = {
     "is_initialized": "api",
     "nodes": "api",
     "put": "api",
-    "remote": "api",
+    "remote": "_remote",
     "shutdown": "api",
     "wait": "api",
     "RemoteFunction": "remote_function",
-    "ObjectRef": "runtime.object_ref",
-    "ObjectID": "runtime.object_ref",
-    "ObjectRefGenerator": "runtime.generators",
-    "DynamicObjectRefGenerator": "runtime.generators",
+    "ObjectRef": "runtime.client.object_ref",
+    "ObjectID": "runtime.client.object_ref",
+    "ObjectRefGenerator": "runtime.client.generators",
+    "DynamicObjectRefGenerator": "runtime.client.generators",
     "ActorID": "runtime_context",
     "JobID": "runtime_context",
     "NodeID": "runtime_context",

@@ -8,12 +8,25 @@ says what is allowed, so nothing invalid ever reaches the runtime.
 
 from __future__ import annotations
 
-import numbers
-import os
 import warnings
 from typing import Any
 
-from .runtime import context
+from ._checks import (
+    ACCELERATOR_PREFIX,
+    non_negative,
+    type_error,
+    validate_resources,
+    validate_runtime_env,
+)
+from .runtime.client import context
+from .runtime.common.labels import (
+    MARKER_AMOUNT,
+    check_fallback_strategy,
+    check_label_selector,
+    selector_marker,
+)
+from .util.placement_group import PlacementGroup
+from .util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 COMMON_OPTIONS = frozenset(
     {
@@ -67,9 +80,6 @@ DYNAMIC_DEPRECATED = (
     "num_returns='streaming' instead."
 )
 
-RESERVED_RESOURCES = frozenset({"bundle"})
-"""Names the runtime gives resources of its own (a placement group's ``bundle_group_*``)."""
-
 LEGACY_PLACEMENT = (
     "placement_group",
     "placement_group_bundle_index",
@@ -77,30 +87,10 @@ LEGACY_PLACEMENT = (
 )
 
 
-def _type_error(name: str, value: Any, what: str) -> TypeError:
-    return TypeError(
-        f"The type of keyword '{name}' must be {what}, but received "
-        f"{type(value).__name__} {_short(value)}"
-    )
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _non_negative(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return float(value)
-
-
 def _count(name: str, value: Any, low: int, hint: str = "") -> int:
     """An int option (never a bool, never a float) that must be ``>= low``."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _type_error(name, value, "an int")
+        raise type_error(name, value, "an int")
     if value < low:
         raise ValueError(f"{name} must be an int >= {low}{hint}, got {value!r}")
     return value
@@ -110,7 +100,7 @@ def _string(name: str, value: Any, empty_ok: bool = False) -> None:
     if value is None:
         return
     if not isinstance(value, str):
-        raise _type_error(name, value, "a string")
+        raise type_error(name, value, "a string")
     if not value and not empty_ok:
         raise ValueError(f"{name} must be a non-empty string, got {value!r}")
 
@@ -127,7 +117,7 @@ def check_num_returns(value: Any) -> int | str:
             )
         return value
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _type_error("num_returns", value, "an int or 'streaming'")
+        raise type_error("num_returns", value, "an int or 'streaming'")
     if value < 0:
         raise ValueError(
             f"num_returns must be an int >= 0, 'streaming' (for generators) or 'dynamic', "
@@ -139,7 +129,7 @@ def check_num_returns(value: Any) -> int | str:
 def check_retry_exceptions(value: Any) -> Any:
     """``retry_exceptions``: True, False, or a list/tuple of exception classes."""
     if not isinstance(value, bool | list | tuple):
-        raise _type_error("retry_exceptions", value, "True, False or a list of exception classes")
+        raise type_error("retry_exceptions", value, "True, False or a list of exception classes")
     if isinstance(value, list | tuple) and not all(
         isinstance(c, type) and issubclass(c, BaseException) for c in value
     ):
@@ -147,76 +137,6 @@ def check_retry_exceptions(value: Any) -> Any:
             f"retry_exceptions must be True, False, or a list of exception classes, got {value!r}"
         )
     return value
-
-
-def validate_resources(resources: Any) -> dict[str, float]:
-    """Check a ``resources=`` mapping of custom resources; returns a clean copy."""
-    if resources is None:
-        return {}
-    if not isinstance(resources, dict):
-        raise TypeError(
-            f"resources must be a dict such as {{'my_resource': 1}}, got {type(resources).__name__}"
-        )
-    out: dict[str, float] = {}
-    for key, value in resources.items():
-        if not isinstance(key, str):
-            raise TypeError(f"resource names must be strings, got {key!r}")
-        if key in ("CPU", "GPU"):
-            raise ValueError(
-                f"Use the 'num_cpus' and 'num_gpus' keywords instead of '{key}' in "
-                "'resources': for example @remote(num_cpus=2, num_gpus=1)."
-            )
-        check_resource_name(key)
-        out[key] = _non_negative(f"resources[{key!r}]", value)
-    return out
-
-
-def check_resource_name(name: str) -> None:
-    """Refuse the names the runtime reserves for itself (as Ray refuses them)."""
-    if name in RESERVED_RESOURCES:
-        raise ValueError(
-            f"'{name}' is a reserved resource name: placement groups add "
-            f"'{name}_group_...' resources of their own. Pick another name."
-        )
-
-
-RUNTIME_ENV_FIELDS = ("env_vars", "working_dir")
-
-
-def validate_runtime_env(env: Any) -> dict[str, Any] | None:
-    """Check a ``runtime_env``: ``env_vars`` and a local ``working_dir`` are supported."""
-    if env is None:
-        return None
-    if not isinstance(env, dict):
-        raise TypeError(f"runtime_env must be a dict, got {type(env).__name__}")
-    unknown = sorted(set(env) - set(RUNTIME_ENV_FIELDS))
-    if unknown:
-        raise ValueError(
-            f"runtime_env field(s) {', '.join(unknown)} are not supported: workers run in "
-            "the Python environment the runtime was started from, so install packages "
-            "there. Supported fields: env_vars, working_dir."
-        )
-    out: dict[str, Any] = {}
-    env_vars = env.get("env_vars")
-    if env_vars is not None:
-        if not isinstance(env_vars, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items()
-        ):
-            raise TypeError(
-                f"runtime_env['env_vars'] must map strings to strings, got {env_vars!r}"
-            )
-        out["env_vars"] = dict(env_vars)
-    working_dir = env.get("working_dir")
-    if working_dir is not None:
-        if not isinstance(working_dir, str) or "://" in working_dir:
-            raise ValueError(
-                "runtime_env['working_dir'] must be a local directory path (remote URIs are "
-                f"not supported), got {working_dir!r}"
-            )
-        if not os.path.isdir(working_dir):
-            raise ValueError(f"runtime_env['working_dir'] {working_dir!r} is not a directory")
-        out["working_dir"] = os.path.abspath(working_dir)
-    return out
 
 
 def merge_runtime_env(
@@ -288,7 +208,7 @@ def normalize_actor_options(opts: dict[str, Any]) -> dict[str, Any]:
     _string("namespace", out.get("namespace"))
     lifetime = out.get("lifetime")
     if lifetime is not None and not isinstance(lifetime, str):
-        raise _type_error("lifetime", lifetime, "a string")
+        raise type_error("lifetime", lifetime, "a string")
     if lifetime not in (None, "detached", "non_detached"):
         raise ValueError(f"lifetime must be None, 'detached' or 'non_detached', got {lifetime!r}")
     for key, low in (("max_restarts", -1), ("max_task_retries", -1), ("max_concurrency", 1)):
@@ -303,18 +223,18 @@ def normalize_actor_options(opts: dict[str, Any]) -> dict[str, Any]:
     limit = out.get("max_pending_calls")
     if limit is not None:
         if isinstance(limit, bool) or not isinstance(limit, int):
-            raise _type_error("max_pending_calls", limit, "an int")
+            raise type_error("max_pending_calls", limit, "an int")
         if not (limit == -1 or limit > 0):
             raise ValueError(
                 f"max_pending_calls must be -1 (no limit) or a positive int, got {limit!r}"
             )
     if "get_if_exists" in out and not isinstance(out["get_if_exists"], bool):
-        raise _type_error("get_if_exists", out["get_if_exists"], "a bool")
+        raise type_error("get_if_exists", out["get_if_exists"], "a bool")
     if out.get("get_if_exists") and not out.get("name"):
         raise ValueError("get_if_exists=True needs a name=... to look the actor up by")
     order = out.get("allow_out_of_order_execution")
     if order is not None and not isinstance(order, bool):
-        raise _type_error("allow_out_of_order_execution", order, "a bool")
+        raise type_error("allow_out_of_order_execution", order, "a bool")
     return out
 
 
@@ -346,7 +266,7 @@ def _group_sizes(groups: Any) -> bool:
 def _check_amounts(out: dict[str, Any]) -> None:
     for key in ("num_cpus", "num_gpus", "memory"):
         if key in out and out[key] is not None:
-            out[key] = _non_negative(key, out[key])
+            out[key] = non_negative(key, out[key])
     if "resources" in out:
         out["resources"] = validate_resources(out["resources"])
 
@@ -365,9 +285,7 @@ def check_placement_options(out: dict[str, Any]) -> None:
     if "accelerator_type" in out:
         with_accelerator({}, out["accelerator_type"])
     if "enable_task_events" in out and not isinstance(out["enable_task_events"], bool):
-        raise _type_error("enable_task_events", out["enable_task_events"], "a bool")
-    from .runtime.labels import check_fallback_strategy, check_label_selector
-
+        raise type_error("enable_task_events", out["enable_task_events"], "a bool")
     if out.get("label_selector") is not None:
         out["label_selector"] = check_label_selector(out["label_selector"], "label_selector")
     if out.get("fallback_strategy") is not None:
@@ -377,9 +295,6 @@ def check_placement_options(out: dict[str, Any]) -> None:
 def _legacy_placement(out: dict[str, Any]) -> None:
     """``placement_group=pg, placement_group_bundle_index=i`` (deprecated in Ray): warn
     as Ray does, and turn them into the PlacementGroupSchedulingStrategy they mean."""
-    from .util.placement_group import PlacementGroup
-    from .util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
     group = out.get("placement_group", "default")
     index = out.get("placement_group_bundle_index", -1)
     capture = out.get("placement_group_capture_child_tasks")
@@ -408,7 +323,7 @@ def _legacy_placement(out: dict[str, Any]) -> None:
             )
         return
     if not isinstance(group, PlacementGroup):
-        raise _type_error("placement_group", group, "a PlacementGroup")
+        raise type_error("placement_group", group, "a PlacementGroup")
     for key in LEGACY_PLACEMENT:
         out.pop(key, None)
     out["scheduling_strategy"] = PlacementGroupSchedulingStrategy(group, index, capture)
@@ -416,21 +331,16 @@ def _legacy_placement(out: dict[str, Any]) -> None:
 
 def check_strategy(strategy: Any) -> None:
     """A ``scheduling_strategy`` the runtime knows, or ValueError saying which it knows."""
-    from .util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
     if strategy in (None, "DEFAULT", "SPREAD"):
         return
     if isinstance(strategy, PlacementGroupSchedulingStrategy):
         return
     if not isinstance(strategy, str):
-        raise _type_error("scheduling_strategy", strategy, "a string or a strategy object")
+        raise type_error("scheduling_strategy", strategy, "a string or a strategy object")
     raise ValueError(
         f"scheduling_strategy {strategy!r} is not supported; use 'DEFAULT', 'SPREAD' or a "
         "PlacementGroupSchedulingStrategy (jupyter_ray.util.scheduling_strategies)"
     )
-
-
-ACCELERATOR_PREFIX = "accelerator_type:"
 
 
 def with_accelerator(demand: dict[str, float], accelerator: Any) -> dict[str, float]:
@@ -451,9 +361,7 @@ def place(
     (ValueError when it fits none of the group's bundles, as in Ray). ``name``: the
     task's or (``actor_default``: an actor without resources of its own) the actor's."""
     if strategy is None or isinstance(strategy, str):
-        return demand  # (every submission comes here: no import on this path)
-    from .util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
+        return demand  # (every submission comes here)
     if isinstance(strategy, PlacementGroupSchedulingStrategy):
         strategy.check_fits(demand, name, actor_default)
         return strategy.demand(demand)
@@ -469,8 +377,6 @@ def placement(strategy: Any, explicit: bool) -> tuple[Any, bytes | None]:
         task = context.current_task()
         if explicit or task is None or task.capture_group is None:
             return None, None
-        from .util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
         return PlacementGroupSchedulingStrategy.captured(task.capture_group), task.capture_group
     if isinstance(strategy, str):
         return strategy, None
@@ -480,9 +386,7 @@ def placement(strategy: Any, explicit: bool) -> tuple[Any, bytes | None]:
 
 def with_labels(demand: dict[str, float], selector: Any, fallback: Any) -> dict[str, float]:
     """``label_selector`` / ``fallback_strategy``: markers in the demand (see
-    runtime/labels.py), which the node's scheduler reads."""
+    runtime/common/labels.py), which the node's scheduler reads."""
     if not selector and not fallback:
         return demand
-    from .runtime.labels import MARKER_AMOUNT, selector_marker
-
     return {**demand, selector_marker(selector or {}, fallback or []): MARKER_AMOUNT}

@@ -21,6 +21,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from ._client import auto_client, job_settings
 from ._options import (
     DYNAMIC,
     STREAMING,
@@ -33,17 +34,18 @@ from ._options import (
     with_labels,
 )
 from ._signature import Shape, check_call, shape_of
+from .api import wait
 from .on_ray import backend as _on_ray
-from .remote_function import _client, check_pickled_size
-from .runtime import context
-from .runtime import protocol as p
-from .runtime.actor_host import exit_actor
-from .runtime.exceptions import ActorClassInheritanceException, PendingCallsLimitExceeded
-from .runtime.generators import DYNAMIC as DYNAMIC_KIND
-from .runtime.generators import STREAMING as STREAMING_KIND
-from .runtime.generators import ObjectRefGenerator, StreamState
-from .runtime.object_ref import ObjectRef
-from .runtime.serialization import dumps_function, serialize
+from .remote_function import check_pickled_size
+from .runtime.client import context
+from .runtime.client.context import exit_actor
+from .runtime.client.generators import DYNAMIC as DYNAMIC_KIND
+from .runtime.client.generators import STREAMING as STREAMING_KIND
+from .runtime.client.generators import ObjectRefGenerator, StreamState
+from .runtime.client.object_ref import ObjectRef
+from .runtime.common import protocol as p
+from .runtime.common.exceptions import ActorClassInheritanceException, PendingCallsLimitExceeded
+from .runtime.common.serialization import deserialize, dumps_function, serialize
 
 __all__ = [
     "ActorClass",
@@ -239,7 +241,7 @@ class ActorClass:
             options = {**self._options, **overrides}
             return _on_ray.create_actor(self, self._cls, options, args, kwargs)
         opts = {**self._options, **overrides}
-        client = _client()
+        client = auto_client()
         cls_id, payload = self._payload()
         held = any(opts.get(k) is not None for k in ("num_cpus", "num_gpus", "memory"))
         held = held or bool(opts.get("resources"))
@@ -299,9 +301,7 @@ class ActorClass:
 
 def _lifetime(opts: dict[str, Any]) -> str | None:
     """The actor's ``lifetime``, else the job's ``default_actor_lifetime`` (JobConfig)."""
-    from .api import _job_settings
-
-    lifetime: str | None = opts.get("lifetime") or _job_settings.get("default_actor_lifetime")
+    lifetime: str | None = opts.get("lifetime") or job_settings.get("default_actor_lifetime")
     return lifetime
 
 
@@ -356,8 +356,6 @@ class ActorHandle:
         """Raise PendingCallsLimitExceeded when the handle's limit is reached."""
         if len(self._pending) < self._max_pending:
             return
-        from .api import wait
-
         _, pending = wait(
             list(self._pending), num_returns=len(self._pending), timeout=0, fetch_local=False
         )
@@ -432,7 +430,7 @@ class ActorMethod:
         spec = self._spec
         handle = self._handle
         check_call(spec.shape, args, kwargs, f"{handle._class_name}.{self._name}")
-        client = _client()
+        client = auto_client()
         if handle._max_pending > 0:
             handle._check_pending()
         num_returns = overrides.get("num_returns", spec.num_returns)
@@ -492,7 +490,7 @@ def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
     """Return a handle to the live actor called ``name``; ValueError if there is none."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"get_actor() takes a non-empty actor name, got {name!r}")
-    client = _client()
+    client = auto_client()
     ns = namespace or context.current_namespace() or "default"
     info = client.query("get_actor", (name, ns))
     if info is None:
@@ -501,8 +499,6 @@ def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
             "the namespace, and that the actor has not died; jupyter_ray.util."
             "list_named_actors() lists the live ones."
         )
-    from .runtime.serialization import deserialize
-
     methods = deserialize(memoryview(info.options.methods))
     # Weak, as in Ray: a handle looked up by name does not keep the actor alive; the
     # handles that descend from its creation do (or lifetime="detached").
@@ -516,7 +512,7 @@ def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
             f"kill() takes an actor handle (from Cls.remote() or get_actor()), got "
             f"{type(actor).__name__}"
         )
-    _client().send(p.KillActor(actor._actor_id, no_restart))
+    auto_client().send(p.KillActor(actor_id=actor._actor_id, no_restart=no_restart))
 
 
 def current_actor_id() -> bytes | None:

@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _labels(text: str | None) -> dict[str, str]:
-    from .runtime.labels import parse_node_labels
+    from .runtime.common.labels import parse_node_labels
 
     return parse_node_labels(text) if text else {}
 
@@ -119,7 +119,7 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 def _start(args: argparse.Namespace) -> int:
     from .api import node_resources
-    from .runtime.launch import start_local_node
+    from .runtime.client.launch import start_local_node
 
     if args.address:
         return _join(args)
@@ -161,9 +161,9 @@ def _start(args: argparse.Namespace) -> int:
 
 def _join(args: argparse.Namespace) -> int:
     from .api import node_resources
-    from .runtime.auth import TOKEN_ENV, read_token
-    from .runtime.discovery import find_sessions
-    from .runtime.launch import start_local_node
+    from .runtime.client.launch import start_local_node
+    from .runtime.common.auth import TOKEN_ENV, read_token
+    from .runtime.common.discovery import find_sessions
 
     token = args.token or os.environ.get(TOKEN_ENV)
     if not token:
@@ -212,7 +212,7 @@ def _stop(force: bool) -> int:
 
     import psutil
 
-    from .runtime.discovery import find_sessions
+    from .runtime.common.discovery import find_sessions
 
     procs: list[psutil.Process] = []
     for session in find_sessions():

@@ -3,7 +3,7 @@
 Same names as ``ray.exceptions`` so existing ``except`` clauses keep working.
 """
 
-from .runtime.exceptions import (
+from .runtime.common.exceptions import (
     ActorClassInheritanceException,
     ActorDiedError,
     ActorUnavailableError,

@@ -17,6 +17,8 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+from ._checks import validate_runtime_env
+
 __all__ = ["JobConfig"]
 
 LIFETIMES = ("detached", "non_detached")
@@ -71,8 +73,6 @@ class JobConfig:
     def set_runtime_env(self, runtime_env: dict[str, Any] | None, validate: bool = False) -> None:
         """Set the job's runtime env (``env_vars`` and a local ``working_dir`` apply)."""
         if validate:
-            from ._options import validate_runtime_env
-
             validate_runtime_env(runtime_env)
         if runtime_env is not None and not isinstance(runtime_env, dict):
             raise TypeError(f"runtime_env must be a dict, got {type(runtime_env).__name__}")

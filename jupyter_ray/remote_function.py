@@ -9,6 +9,7 @@ import pickle
 import warnings
 from typing import Any, Generic, TypeVar
 
+from ._client import auto_client
 from ._options import (
     DYNAMIC,
     STREAMING,
@@ -21,13 +22,12 @@ from ._options import (
 )
 from ._signature import check_call, shape_of
 from .on_ray import backend as _on_ray
-from .runtime import context
-from .runtime.core import CoreClient
-from .runtime.generators import DYNAMIC as DYNAMIC_KIND
-from .runtime.generators import STREAMING as STREAMING_KIND
-from .runtime.generators import ObjectRefGenerator, StreamState
-from .runtime.object_ref import ObjectRef
-from .runtime.serialization import dumps_function
+from .runtime.client import context
+from .runtime.client.generators import DYNAMIC as DYNAMIC_KIND
+from .runtime.client.generators import STREAMING as STREAMING_KIND
+from .runtime.client.generators import ObjectRefGenerator, StreamState
+from .runtime.client.object_ref import ObjectRef
+from .runtime.common.serialization import dumps_function
 
 R = TypeVar("R")
 
@@ -74,17 +74,6 @@ def check_pickled_size(payload: bytes, kind: str, name: str) -> None:
         )
 
 
-def _client() -> CoreClient:
-    client = context.get_client()
-    if client is None:
-        from . import api
-
-        api.init()  # as Ray does: the first remote call starts a local runtime
-        client = context.get_client()
-        assert client is not None
-    return client
-
-
 class RemoteFunction(Generic[R]):
     """A function that runs as a task: call ``.remote(...)`` to get an ObjectRef.
 
@@ -94,6 +83,10 @@ class RemoteFunction(Generic[R]):
     >>> jupyter_ray.get(square.remote(4))
     16
     """
+
+    _hint_call_remote = True
+    """``get()`` given one of these hints at ``.remote()`` (read by ``api.get``, which does
+    not import this module: remote functions sit above the object calls)."""
 
     def __init__(self, function: Any, options: dict[str, Any]) -> None:
         if inspect.iscoroutinefunction(function):
@@ -151,7 +144,7 @@ class RemoteFunction(Generic[R]):
             options = {**self._options, **overrides}
             return _on_ray.submit_function(self, self._function, self._name, options, args, kwargs)
         opts = {**DEFAULTS, **self._options, **overrides}
-        client = _client()
+        client = auto_client()
         try:
             fn_id, payload = self._function_payload()
         except ValueError:

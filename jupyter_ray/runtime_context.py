@@ -12,7 +12,9 @@ import re
 import warnings
 from typing import Any
 
-from .runtime import context
+from ._client import auto_client
+from .actor import ActorHandle, _method_table
+from .runtime.client import context
 
 __all__ = ["ActorID", "JobID", "NodeID", "RuntimeContext", "TaskID", "get_runtime_context"]
 
@@ -68,17 +70,6 @@ class ActorID(BaseID):
     """An actor's id."""
 
 
-def _client() -> Any:
-    """The process's connection, started as Ray starts it when there is none yet."""
-    client = context.get_client()
-    if client is None:
-        from . import api
-
-        api.init()
-        client = context.get_client()
-    return client
-
-
 class RuntimeContext:
     """A view of the current process's place in the runtime (see Ray's RuntimeContext)."""
 
@@ -104,7 +95,9 @@ class RuntimeContext:
 
     def get_node_id(self) -> str:
         """Hex id of the node this process runs on."""
-        return str(_client().welcome.node_id)
+        welcome = auto_client().welcome
+        assert welcome is not None  # (set by the handshake, before the client is returned)
+        return str(welcome.node_id)
 
     def get_task_id(self) -> str | None:
         """Hex id of the running task, or None in the driver."""
@@ -128,7 +121,7 @@ class RuntimeContext:
         return f"{module}.{qualname}" if module else str(qualname)
 
     def get_worker_id(self) -> str:
-        client = _client()
+        client = auto_client()
         return f"{os.getpid():x}-{client.welcome.conn_id if client and client.welcome else 0}"
 
     def get_job_id(self) -> str:
@@ -136,7 +129,7 @@ class RuntimeContext:
         causes (nested tasks and actor calls included)."""
         job = context.current_job_id()
         if job is None:
-            _client()  # (a driver that had not started yet has a job now)
+            auto_client()  # (a driver that had not started yet has a job now)
             job = context.current_job_id()
         if job is None:
             raise RuntimeError(
@@ -183,8 +176,6 @@ class RuntimeContext:
 
         Weak, like one from ``get_actor``: an actor that keeps it does not keep itself
         alive."""
-        from .actor import ActorHandle, _method_table
-
         instance = context.actor_instance
         if context.actor_id is None or instance is None:
             raise RuntimeError("current_actor is only available inside an actor's methods")
@@ -234,5 +225,5 @@ def get_runtime_context() -> RuntimeContext:
     """Return the runtime context of the calling process or task; in a driver that has
     not called ``init()`` yet, this starts the runtime, as in Ray."""
     if context.get_client() is None:
-        _client()
+        auto_client()
     return RuntimeContext()

@@ -5,7 +5,7 @@
 >>> state.summarize_tasks().by_state
 >>> state.task_graph(cell_id=...)          # nodes and edges of one cell's tasks
 
-Records are the dataclasses of ``jupyter_ray.runtime.state_schema`` (``TaskState``,
+Records are the dataclasses of ``jupyter_ray.runtime.common.state_schema`` (``TaskState``,
 ``ActorState``, ``ObjectState``, ``NodeState``); ``.to_dict()`` turns one into JSON-ready
 data. ``subscribe()`` gives a live view: a snapshot, then batched updates.
 """
@@ -16,10 +16,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from ._client import require_client
 from .on_ray import backend as _on_ray
 from .on_ray import state as ray_state
-from .runtime.feed_client import FeedView, StateFeed
-from .runtime.state_schema import (
+from .runtime.client.feed_client import FeedView, StateFeed
+from .runtime.common.state_schema import (
     ActorState,
     GpuState,
     JobState,
@@ -27,8 +28,8 @@ from .runtime.state_schema import (
     ObjectState,
     TaskState,
     TaskSummary,
+    check_filters,
 )
-from .runtime.state_view import check_filters
 
 __all__ = [
     "ActorState",
@@ -58,15 +59,13 @@ RAY_PAGE = 10_000  # on the Ray backend: records of each kind read from Ray per 
 
 
 def _query(what: str, filters: Any = None, limit: int | None = None, extra: Any = None) -> Any:
-    from .api import _require_client
-
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
         raise ValueError(f"limit must be an int >= 0 or None, got {limit!r}")
     arg = (check_filters(filters), limit, extra)
     if _on_ray.ray is not None:  # Ray's state API, as this project's records
         tables, jobs = ray_state.fetch(_on_ray.ray.util.state, None, RAY_PAGE)
         return ray_state.answer(what, arg, tables, jobs)
-    return _require_client().query(what, arg)
+    return require_client().query(what, arg)
 
 
 def list_tasks(
@@ -154,13 +153,11 @@ def timeline(filename: str | None = None) -> list[dict[str, Any]]:
 
 def subscribe(on_message: Callable[[Any, FeedView], None] | None = None) -> StateFeed:
     """Open a live view of the runtime's state; close it with ``.close()``."""
-    from .api import _require_client
-
     if _on_ray.ray is not None:
         raise NotImplementedError(
             "Ray has no change feed to subscribe to: on the Ray backend, poll the list_* "
             "functions, or watch the Jupyter server's feed (jupyter-ray/api/events)."
         )
-    client = _require_client()
+    client = require_client()
     assert client.welcome is not None
     return StateFeed(client.welcome.session_dir + "/node.sock", on_message)

@@ -33,7 +33,7 @@ def main() -> None:
 
         node_main(args, zygote)
     elif role == "worker":
-        from .worker import main as worker_main
+        from .worker.task_loop import main as worker_main
 
         worker_main(args)
     elif role == "zygote":

@@ -16,21 +16,21 @@ import signal
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from . import protocol as p
 from .actors import ALIVE, DEAD, RESTARTING, ActorDirectory, ActorRecord, alive_cookie
 from .cluster_actors import ClusterActors
-from .direct import endpoint_path
-from .exceptions import ActorDiedError, RayActorError
-from .ids import object_id_for
-from .serialization import deserialize
-from .state_schema import PENDING_ARGS, PENDING_RESOURCES, SCHEDULED
+from .common import protocol as p
+from .common.exceptions import ActorDiedError, RayActorError
+from .common.ids import object_id_for
+from .common.serialization import deserialize
+from .common.state_schema import PENDING_ARGS, PENDING_RESOURCES, SCHEDULED
+from .common.transport import endpoint_path
 
 if TYPE_CHECKING:
+    from .common.transport import ServerConnection
     from .feed import ChangeFeed
     from .node import TaskRecord, WorkerState
     from .objects import ObjectTable
     from .scheduler import Grant, ReadyQueue, ResourceLedger
-    from .transport import ServerConnection
 
 DIRECTORY_QUERIES = frozenset({"actor_register", "actor_unregister", "actor_owner"})
 ACTOR_QUERIES = frozenset({"get_actor", "list_named_actors", "actors"}) | DIRECTORY_QUERIES

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import protocol as p
-from .exceptions import TaskCancelledError
-from .ids import object_id_for, task_id_of
-from .state_schema import PENDING_ARGS, PENDING_RESOURCES
+from .common import protocol as p
+from .common.exceptions import TaskCancelledError
+from .common.ids import object_id_for, task_id_of
+from .common.state_schema import PENDING_ARGS, PENDING_RESOURCES
 
 if TYPE_CHECKING:
     from .cluster import Forwarded
+    from .common.transport import ServerConnection
     from .node import TaskRecord, WorkerState
     from .scheduler import ReadyQueue
-    from .transport import ServerConnection
 
 
 class Cancellation:

@@ -32,24 +32,25 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import auth
-from . import protocol as p
 from .cluster_actors import LINK_ERRORS, ActorNameDirectory
-from .exceptions import ObjectLostError, WorkerCrashedError
-from .ids import object_id_for
-from .protocol import FrameDecoder, NodeView, encode
-from .serialization import serialize
-from .state_schema import SCHEDULED
+from .common import auth
+from .common import protocol as p
+from .common.exceptions import ObjectLostError, WorkerCrashedError
+from .common.framing import FrameDecoder, encode
+from .common.ids import object_id_for
+from .common.protocol import NodeView
+from .common.serialization import serialize
+from .common.state_schema import SCHEDULED
+from .common.transport import Drainable
 from .transfer import CHUNKED
-from .transport import Drainable
 
 if TYPE_CHECKING:
+    from .common.store import Allocator, Arena
+    from .common.transport import ServerConnection
     from .node import TaskRecord
     from .objects import ObjectEntry, ObjectTable
     from .scheduler import ReadyQueue, ResourceLedger
-    from .store import Allocator, Arena
     from .transfer import Assembler
-    from .transport import ServerConnection
 
 log = logging.getLogger("jupyter_ray.node")
 

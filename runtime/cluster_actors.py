@@ -35,19 +35,19 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import protocol as p
 from .actors import ALIVE, DEAD, ActorDirectory, ActorRecord, alive_cookie
-from .exceptions import RayActorError, RaySystemError
-from .ids import object_id_for
-from .serialization import deserialize, serialize
-from .state_schema import SCHEDULED
+from .common import protocol as p
+from .common.exceptions import RayActorError, RaySystemError
+from .common.ids import object_id_for
+from .common.serialization import deserialize, serialize
+from .common.state_schema import SCHEDULED
 
 if TYPE_CHECKING:
     from .cluster import Forwarded, PeerLink
+    from .common.transport import ServerConnection
     from .feed import ChangeFeed
     from .node import TaskRecord
     from .objects import ObjectTable
-    from .transport import ServerConnection
 
 log = logging.getLogger("jupyter_ray.node")
 

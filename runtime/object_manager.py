@@ -14,19 +14,19 @@ import contextlib
 import os
 from typing import TYPE_CHECKING, Any
 
-from . import protocol as p
-from .exceptions import ObjectStoreFullError
+from .common import protocol as p
+from .common.exceptions import ObjectStoreFullError
+from .common.serialization import serialize
+from .common.state_schema import PENDING_ARGS
+from .common.store import Allocator, Arena, aligned, create_file, write_file
 from .objects import ObjectEntry, ObjectTable
-from .serialization import serialize
-from .state_schema import PENDING_ARGS
-from .store import Allocator, Arena, aligned, create_file, write_file
 from .transfer import CHUNKED, should_chunk
 
 if TYPE_CHECKING:
     from .actors import ActorDirectory, ActorRecord
+    from .common.transport import ServerConnection
     from .feed import ChangeFeed
     from .node import TaskRecord
-    from .transport import ServerConnection
 
 
 class ObjectManager:

@@ -24,45 +24,22 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .exceptions import RaySystemError
-from .ids import object_id_for
+from .common.exceptions import RaySystemError
+from .common.group_resources import group_resources
+from .common.ids import object_id_for
+from .common.serialization import serialize
 from .scheduler import Grant
-from .serialization import serialize
 
 if TYPE_CHECKING:
-    from . import protocol as p
+    from .common import protocol as p
+    from .common.transport import ServerConnection
     from .node import TaskRecord, WorkerState
     from .objects import ObjectTable
     from .scheduler import ReadyQueue, ResourceLedger
-    from .transport import ServerConnection
 
 PENDING, CREATED, REMOVED = "PENDING", "CREATED", "REMOVED"
 STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
-BUNDLE_UNITS = 1000.0
-IN_GROUP_SLIVER = 0.001
 PG_QUERIES = frozenset({"pg_create", "pg_remove", "pg_table", "pg_get"})
-
-
-def group_resources(pg_hex: str, bundles: list[dict[str, float]]) -> dict[str, float]:
-    """The resources a reserved group adds to its node."""
-    out: dict[str, float] = {}
-    for i, bundle in enumerate(bundles):
-        for name, amount in bundle.items():
-            if amount > 0:
-                out[f"{name}_group_{i}_{pg_hex}"] = amount
-                whole = f"{name}_group_{pg_hex}"
-                out[whole] = out.get(whole, 0.0) + amount
-        out[f"bundle_group_{i}_{pg_hex}"] = BUNDLE_UNITS
-    out[f"bundle_group_{pg_hex}"] = BUNDLE_UNITS * len(bundles)
-    return out
-
-
-def in_group(demand: dict[str, float], pg_hex: str, index: int) -> dict[str, float]:
-    """A task's demand rewritten to run in bundle ``index`` of a group (-1: any)."""
-    suffix = f"_group_{index}_{pg_hex}" if index >= 0 else f"_group_{pg_hex}"
-    out = {f"{name}{suffix}": amount for name, amount in demand.items() if amount > 0}
-    out[f"bundle{suffix}"] = IN_GROUP_SLIVER
-    return out
 
 
 @dataclass(slots=True, eq=False)
@@ -258,7 +235,7 @@ class PlacementGroups:
 
 
 def _payload(value: Any, error: bool = False) -> p.Payload:
-    from . import protocol as proto
+    from .common import protocol as proto
 
     data = serialize(value).to_bytes()
     return proto.Payload(data=data, size=len(data), error=error)

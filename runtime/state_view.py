@@ -10,13 +10,12 @@ import pickle
 import pickletools
 import reprlib
 import socket
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from . import protocol as p
-from .ids import task_id_of
-from .protocol import NodeView
-from .state_schema import (
+from .common import protocol as p
+from .common.ids import task_id_of
+from .common.protocol import NodeView
+from .common.state_schema import (
     DONE_STATES,
     FINISHED,
     RUNNING,
@@ -25,18 +24,19 @@ from .state_schema import (
     ObjectState,
     TaskState,
     TaskSummary,
+    matches,
 )
-from .task_graph import task_graph
+from .common.task_graph import task_graph
 
 if TYPE_CHECKING:
     from .actors import ActorDirectory, ActorRecord
+    from .common.store import Allocator
+    from .common.transport import ServerConnection
     from .history import TaskHistory
     from .node import TaskRecord, WorkerState
     from .objects import ObjectEntry, ObjectTable
     from .scheduler import ResourceLedger
-    from .store import Allocator
     from .telemetry import Telemetry
-    from .transport import ServerConnection
 
 STATE_QUERIES = frozenset(
     {
@@ -59,34 +59,6 @@ _repr = reprlib.Repr()
 _repr.maxstring = 60
 _repr.maxother = 60
 _repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 8
-
-
-def matches(record: Any, filters: Iterable[tuple[str, str, Any]]) -> bool:
-    """Whether a state record passes every ``(key, "=" | "!=", value)`` filter."""
-    for key, op, value in filters:
-        have = getattr(record, key, None)
-        if isinstance(have, bytes):
-            have = have.hex()
-        if op == "=" and str(have) != str(value):
-            return False
-        if op == "!=" and str(have) == str(value):
-            return False
-    return True
-
-
-def check_filters(filters: Any) -> list[tuple[str, str, Any]]:
-    """Validate ``[(key, "=" | "!=", value), ...]``; raises ValueError with the fix."""
-    if filters is None:
-        return []
-    out = []
-    for item in filters:
-        if not isinstance(item, tuple | list) or len(item) != 3 or item[1] not in ("=", "!="):
-            raise ValueError(
-                f"each filter is (key, '=' or '!=', value), got {item!r}; for example "
-                "[('state', '=', 'FAILED')]"
-            )
-        out.append((str(item[0]), str(item[1]), item[2]))
-    return out
 
 
 class StateView:
@@ -334,7 +306,7 @@ def _preview(payload: p.Payload | None) -> str | None:
         return None
     if payload.type_name not in PREVIEW_TYPES or payload.size > PREVIEW_MAX_BYTES:
         return None
-    from .serialization import meta_of
+    from .common.serialization import meta_of
 
     meta = bytes(meta_of(memoryview(payload.data)))
     try:

@@ -16,8 +16,8 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from .exceptions import TaskCancelledError, WorkerCrashedError
-from .ids import random_id
+from .common.exceptions import TaskCancelledError, WorkerCrashedError
+from .common.ids import random_id
 
 if TYPE_CHECKING:
     import asyncio

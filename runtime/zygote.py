@@ -23,8 +23,8 @@ import signal
 import sys
 import time
 
-from . import worker
-from .launch import PRELOAD_ENV
+from .client.launch import PRELOAD_ENV
+from .worker import task_loop as worker
 
 POLL = 0.2
 

@@ -79,7 +79,7 @@ def ray_start() -> Iterator[Callable[..., Any]]:
 
     yield start
     if ray.is_initialized():
-        client = ray.api._require_client()
+        client = ray._client.require_client()
         try:
             client.query("validate")
         finally:

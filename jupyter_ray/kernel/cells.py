@@ -1,6 +1,6 @@
 """Which notebook cell is running: the ids that tasks carry and that output follows.
 
-:class:`CellTracker` is what ``runtime.context.cell_id_provider`` asks each time a task
+:class:`CellTracker` is what ``runtime.client.context.cell_id_provider`` asks each time a task
 is submitted. In a kernel the cell is the execute request being handled (ipykernel's
 ``kernel.get_parent("shell")``): JupyterLab and Notebook 7 put the cell's id in its
 metadata (``cellId``), which is what the Lab sidebar matches tasks with; a frontend that

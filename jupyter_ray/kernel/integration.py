@@ -17,15 +17,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import api
+from .. import _client, api, state
 from ..on_ray import backend as on_ray
 from ..on_ray.output import route_worker_logs
-from ..runtime import context
-from ..runtime import exceptions as runtime_exceptions
-from ..runtime.core import CoreClient
-from ..runtime.exceptions import GetTimeoutError
-from ..runtime.object_ref import ObjectRef
-from ..runtime.state_schema import DONE_STATES
+from ..runtime.client import context
+from ..runtime.client.core import CoreClient
+from ..runtime.client.object_ref import ObjectRef
+from ..runtime.common import exceptions as runtime_exceptions
+from ..runtime.common.exceptions import GetTimeoutError
+from ..runtime.common.state_schema import DONE_STATES
 from . import identity, reprs
 from .cells import CellRun, CellTracker, frame_label
 from .interrupt import cancel_cell_tasks
@@ -49,8 +49,6 @@ class RunningTasks:
         job = context.driver_job_id
         if now < self._next or job is None:
             return self._ids
-        from .. import state
-
         ids: set[str] = set()
         for st in RUNNING_STATES:
             ids.update(
@@ -85,13 +83,13 @@ class KernelIntegration:
             "provider": context.cell_id_provider,
             "frame_label": runtime_exceptions.frame_label,
             "wait_hook": api.wait_hook,
-            "reinit": api.reinit_reuses,
+            "reinit": _client.reinit_reuses,
         }
         context.cell_id_provider = self.tracker.current
         runtime_exceptions.frame_label = frame_label(self.shell)
         api.wait_hook = self.wait
-        api.reinit_reuses = True
-        api.connect_hooks.append(self.on_connect)
+        _client.reinit_reuses = True
+        _client.connect_hooks.append(self.on_connect)
         on_ray.connect_hooks.append(self.on_ray_connect)
         for key, value in identity.job_metadata().items():
             context.job_metadata.setdefault(key, value)
@@ -107,9 +105,9 @@ class KernelIntegration:
         context.cell_id_provider = self._saved.get("provider")
         runtime_exceptions.frame_label = self._saved.get("frame_label")
         api.wait_hook = self._saved.get("wait_hook")
-        api.reinit_reuses = bool(self._saved.get("reinit", False))
-        if self.on_connect in api.connect_hooks:
-            api.connect_hooks.remove(self.on_connect)
+        _client.reinit_reuses = bool(self._saved.get("reinit", False))
+        if self.on_connect in _client.connect_hooks:
+            _client.connect_hooks.remove(self.on_connect)
         if self.on_ray_connect in on_ray.connect_hooks:
             on_ray.connect_hooks.remove(self.on_ray_connect)
         reprs.unregister(self.shell)
@@ -193,8 +191,6 @@ class KernelIntegration:
 
 def _cell_busy(run: CellRun) -> bool:
     """Whether tasks of this cell run are still live (and so may print later)."""
-    from .. import state
-
     if on_ray.ray is not None:
         # Ray's state API lags its tasks by a second or so: a cell that submitted tasks
         # keeps a place for their output, empty if they never print.

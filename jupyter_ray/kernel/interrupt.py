@@ -9,7 +9,7 @@ raises :class:`CellInterrupted`, a KeyboardInterrupt that says how many were can
 
 from __future__ import annotations
 
-from ..runtime import context
+from ..runtime.client import context
 from .cells import CellRun
 
 

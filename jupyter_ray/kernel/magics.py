@@ -21,9 +21,12 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import HTML, display
 
-from .. import api
+from .. import _client, api, state
+from .._remote import remote
 from ..on_ray import backend as on_ray
+from ..runtime.common.serialization import serialize
 from .cells import execution_count
+from .integration import install
 from .remote_cell import IPYTHON_NAMES, free_names, run_cell
 
 PROBE_TIMEOUT = 3.0
@@ -136,7 +139,7 @@ class RayMagics(Magics):
                 "to start another one).",
                 file=sys.stderr,
             )
-            display(on_ray.ray.get_runtime_context() if on_ray.ray else api._info())
+            display(on_ray.ray.get_runtime_context() if on_ray.ray else _client.info())
             return
         given_address = _unquote(args.address)
         address = given_address or os.environ.get("JUPYTER_RAY_ADDRESS") or None
@@ -168,8 +171,8 @@ class RayMagics(Magics):
             api.shutdown()
             print("Disconnected from the Ray cluster (it keeps running).")
             return
-        owned = api._node is not None
-        where = api._info().session_dir
+        owned = _client._node is not None
+        where = _client.info().session_dir
         api.shutdown()
         if owned:
             print("Stopped this kernel's jupyter_ray runtime.")
@@ -183,8 +186,6 @@ class RayMagics(Magics):
         It keeps updating while later cells run; close it from the cell's menu (clear
         the output) or run ``%ray_status`` again in the same cell.
         """
-        from .integration import install
-
         if line.strip():
             raise UsageError("%ray_status takes no options")
         integration = install(self.shell)
@@ -198,8 +199,6 @@ class RayMagics(Magics):
     def ray_timeline(self, line: str) -> None:
         """Write the Chrome trace of recent tasks (open it in https://ui.perfetto.dev or
         chrome://tracing); without FILE, show a link to download it."""
-        from .. import state
-
         args = _parse(self.ray_timeline, line)
         if not api.is_initialized():
             raise UsageError("jupyter_ray is not running in this kernel: %ray_start first")
@@ -287,14 +286,12 @@ _remote: Any = None
 def _remote_cell() -> Any:
     global _remote
     if _remote is None:
-        _remote = api.remote(run_cell)
+        _remote = remote(run_cell)
     return _remote
 
 
 def _unpicklable(namespace: dict[str, Any]) -> tuple[str, str] | None:
     """The first variable that cannot travel to a worker, and why."""
-    from ..runtime.serialization import serialize
-
     for name, value in namespace.items():
         try:
             serialize(value)

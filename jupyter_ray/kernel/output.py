@@ -24,7 +24,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..runtime import protocol as p
+from ..runtime.common import protocol as p
 from .cells import CellRun
 
 HEAD_LINES = 200

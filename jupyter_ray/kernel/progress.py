@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
-from ..runtime.object_ref import ObjectRef
+from ..runtime.client.object_ref import ObjectRef
 
 SHOW_AFTER = 1.0
 SHOW_MANY_AFTER = 0.2

@@ -16,9 +16,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import fields, is_dataclass
 from typing import Any
 
-from ..runtime import context
-from ..runtime.object_ref import ObjectRef
-from ..runtime.state_schema import (
+from .. import _client, api, state
+from ..actor import ActorHandle
+from ..api import RuntimeInfo
+from ..runtime.client import context
+from ..runtime.client.object_ref import ObjectRef
+from ..runtime.common.state_schema import (
     ActorState,
     JobState,
     NodeState,
@@ -105,8 +108,6 @@ def _query(fn: Callable[[], Any]) -> Any:
 
 def runtime_info_html(info: Any) -> str:
     """``init()``'s result (and ``%ray_start``'s summary)."""
-    from .. import api
-
     client = context.get_client()
     live = client is not None and not client.closed and client.welcome is not None
     connected = live and client is not None and client.welcome.node_id == info.node_id  # type: ignore[union-attr]
@@ -126,7 +127,7 @@ def runtime_info_html(info: Any) -> str:
         total = info.resources
     rows.append(("resources", resources(total)))
     if connected:
-        owned = api._node is not None  # a local runtime this process started
+        owned = _client._node is not None  # a local runtime this process started
         rows.append(
             (
                 "started by",
@@ -141,8 +142,6 @@ def runtime_info_html(info: Any) -> str:
 
 def object_ref_html(ref: ObjectRef) -> str:
     """State (pending, ready, failed), size, owner and cell of an ObjectRef."""
-    from .. import state
-
     oid = ref.hex()
     rows = [("object", f"<code>{esc(oid)}</code>")]
     client = context.get_client()
@@ -180,8 +179,6 @@ def _cell(cell_id: str | None, count: int | None) -> str:
 
 def actor_handle_html(handle: Any) -> str:
     """Class, state, process and name of an actor."""
-    from .. import state
-
     actor_id = handle._actor_id.hex()
     rows = [("class", esc(handle._class_name)), ("actor", f"<code>{esc(actor_id)}</code>")]
     found = _query(lambda: state.list_actors([("actor_id", "=", actor_id)], limit=1))
@@ -258,9 +255,6 @@ def summary_html(summary: TaskSummary) -> str:
 
 def register(shell: Any) -> None:
     """Add the views to IPython's HTML formatter."""
-    from ..actor import ActorHandle
-    from ..api import RuntimeInfo
-
     formatter = shell.display_formatter.formatters["text/html"]
     formatter.for_type(RuntimeInfo, _guarded(runtime_info_html))
     formatter.for_type(ObjectRef, _guarded(object_ref_html))
@@ -272,9 +266,6 @@ def register(shell: Any) -> None:
 
 
 def unregister(shell: Any) -> None:
-    from ..actor import ActorHandle
-    from ..api import RuntimeInfo
-
     formatter = shell.display_formatter.formatters["text/html"]
     for kind in (RuntimeInfo, ObjectRef, ActorHandle, TaskSummary, list, *RECORD_TYPES):
         with contextlib.suppress(KeyError):

@@ -14,8 +14,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..runtime import context
-from ..runtime.state_schema import DONE_STATES, TASK_STATES, NodeState, TaskState
+from .. import state
+from ..runtime.client import context
+from ..runtime.common.state_schema import DONE_STATES, TASK_STATES, NodeState, TaskState
 from .reprs import bar, esc, resources, size, view
 
 INTERVAL = 1.0
@@ -36,8 +37,6 @@ class Snapshot:
 
 def take_snapshot() -> Snapshot:
     """Ask the runtime for its nodes and this driver's tasks (any thread)."""
-    from .. import state
-
     client = context.get_client()
     job = context.driver_job_id
     if client is None or client.closed or job is None:

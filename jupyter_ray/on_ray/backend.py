@@ -24,7 +24,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from ..runtime import context
+from ..runtime.client import context
 from .records import split_name, tagged_name
 
 ray: Any = None

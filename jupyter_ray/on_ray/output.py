@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..runtime import protocol as p
+from ..runtime.common import protocol as p
 from .records import split_name
 
 HANDLER = "ray_print_logs"
@@ -44,7 +44,17 @@ def route_worker_logs(deliver: Callable[[p.LogLines], Any]) -> bool:
             pid = 0
         text = "\n".join(data.get("lines") or [])
         stream = 2 if data.get("is_err") else 1
-        deliver(p.LogLines(b"", function, pid, stream, text, cell_id, count))
+        deliver(
+            p.LogLines(
+                task_id=b"",
+                name=function,
+                pid=pid,
+                stream=stream,
+                text=text,
+                cell_id=cell_id,
+                cell_execution_count=count,
+            )
+        )
 
     dispatcher.remove_handler(HANDLER)
     dispatcher.add_handler(HANDLER, handle)

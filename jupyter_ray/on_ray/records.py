@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..runtime.state_schema import (
+from ..runtime.common.state_schema import (
     CANCELLED,
     FAILED,
     FINISHED,

@@ -10,10 +10,15 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from ..runtime.feed import ID_FIELDS
-from ..runtime.state_schema import DONE_STATES, RUNNING, TaskSummary
-from ..runtime.state_view import check_filters, matches
-from ..runtime.task_graph import task_graph
+from ..runtime.common.state_schema import (
+    DONE_STATES,
+    ID_FIELDS,
+    RUNNING,
+    TaskSummary,
+    check_filters,
+    matches,
+)
+from ..runtime.common.task_graph import task_graph
 from . import records
 
 Tables = dict[str, dict[str, Any]]

@@ -17,7 +17,7 @@ from typing import Any
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Dict, Float, Int, TraitError, Unicode, validate
 
-from ..runtime.discovery import jupyter_runtime_dir
+from ..runtime.common.discovery import jupyter_runtime_dir
 from .handlers import routes
 from .hub import FeedHub
 from .manager import RuntimeManager

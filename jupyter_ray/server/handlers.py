@@ -20,8 +20,8 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
-from ..runtime.discovery import find_sessions
-from ..runtime.state_schema import TASK_STATES
+from ..runtime.common.discovery import find_sessions
+from ..runtime.common.state_schema import TASK_STATES
 from .graph import collapse, select_jobs
 from .hub import record_json
 from .manager import NoRuntime, RuntimeBusy, RuntimeManager

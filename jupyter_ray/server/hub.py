@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol
 
-from ..runtime import protocol as p
-from ..runtime.feed import ID_FIELDS, KINDS
+from ..runtime.common import protocol as p
+from ..runtime.common.state_schema import ID_FIELDS, KINDS
 from .manager import RuntimeManager
 
 log = logging.getLogger("jupyter_ray.server")

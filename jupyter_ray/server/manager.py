@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..on_ray.records import UNAVAILABLE
-from ..runtime.auth import read_token
-from ..runtime.core import CoreClient
-from ..runtime.feed_client import StateFeed
-from ..runtime.launch import LocalNode, start_local_node
+from ..runtime.client.core import CoreClient
+from ..runtime.client.feed_client import StateFeed
+from ..runtime.client.launch import LocalNode, start_local_node
+from ..runtime.common.auth import read_token
 from .options import StartOptions
 
 if TYPE_CHECKING:

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..on_ray.state import answer, fetch
-from ..runtime import protocol as p
-from ..runtime.feed import KINDS
+from ..runtime.common import protocol as p
+from ..runtime.common.state_schema import KINDS
 
 log = logging.getLogger("jupyter_ray.server")
 
@@ -71,7 +71,9 @@ class RayStateSource:
         with self._lock:
             self.on_message = on_message
             on_message(
-                p.FeedSnapshot(self.seq, {k: list(v.values()) for k, v in self.records.items()})
+                p.FeedSnapshot(
+                    seq=self.seq, records={k: list(v.values()) for k, v in self.records.items()}
+                )
             )
         return self
 
@@ -113,7 +115,7 @@ class RayStateSource:
                 self.records[kind] = new
             self.seq += 1
             if self.on_message is not None and (changed or removed):
-                self.on_message(p.FeedUpdate(self.seq, changed, removed))
+                self.on_message(p.FeedUpdate(seq=self.seq, changed=changed, removed=removed))
         self._polled.set()
 
     def _fetch(self) -> dict[str, dict[str, Any]]:

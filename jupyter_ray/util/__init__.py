@@ -4,11 +4,15 @@ named-actor listing."""
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from . import multiprocessing, queue, scheduling_strategies, state
-from .actor_pool import ActorPool
-from .completion import as_completed, map_unordered
+from .._client import auto_client
+from ..runtime.client import context
+from . import scheduling_strategies
+
+# (imported here, not on first use: importing the submodule ``placement_group`` would
+# otherwise leave the module, not the function, under that name in this package)
 from .placement_group import (
     PlacementGroup,
     get_current_placement_group,
@@ -17,6 +21,11 @@ from .placement_group import (
     placement_group_table,
     remove_placement_group,
 )
+
+if TYPE_CHECKING:
+    from . import multiprocessing, queue, state
+    from .actor_pool import ActorPool
+    from .completion import as_completed, map_unordered
 
 __all__ = [
     "ActorPool",
@@ -42,11 +51,8 @@ def list_named_actors(all_namespaces: bool = False) -> list[Any]:
 
     With ``all_namespaces=True``, a list of ``{"name": ..., "namespace": ...}`` dicts.
     """
-    from ..remote_function import _client
-    from ..runtime import context
-
     here = context.current_namespace() or "default"
-    entries = _client().query("list_named_actors", True if all_namespaces else here)
+    entries = auto_client().query("list_named_actors", True if all_namespaces else here)
     if all_namespaces:
         return list(entries)
     return [e["name"] for e in entries]
@@ -54,11 +60,39 @@ def list_named_actors(all_namespaces: bool = False) -> list[Any]:
 
 def get_node_ip_address() -> str:
     """The address of the node this process runs on, as in Ray (127.0.0.1 on one machine)."""
-    from ..remote_function import _client
-
-    client = _client()
+    client = auto_client()
     assert client.welcome is not None
     for node in client.query("nodes"):
         if node["NodeID"] == client.welcome.node_id:
             return str(node["NodeManagerAddress"])
     return "127.0.0.1"
+
+
+# Public name -> the submodule that defines it ("" for the submodule of that name). Loaded
+# on first use, as the package above does: the facade's option checks import
+# ``util.placement_group`` and ``util.scheduling_strategies``, which must not pull in the
+# pool, queue and completion helpers built on the whole API (they import the checks).
+_WHERE = {
+    "ActorPool": "actor_pool",
+    "as_completed": "completion",
+    "map_unordered": "completion",
+    "multiprocessing": "",
+    "queue": "",
+    "state": "",
+}
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if where:
+        value = getattr(importlib.import_module(f"{__name__}.{where}"), name)
+    else:
+        value = importlib.import_module(f"{__name__}.{name}")
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

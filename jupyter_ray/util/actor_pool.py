@@ -8,7 +8,7 @@ from typing import Any
 
 from ..actor import ActorHandle
 from ..api import get, wait
-from ..runtime.object_ref import ObjectRef
+from ..runtime.client.object_ref import ObjectRef
 
 Future = ObjectRef | list[ObjectRef]  # one result, or a call's several returns
 Submit = Callable[[ActorHandle, Any], Future]

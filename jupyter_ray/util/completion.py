@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from .. import api
-from ..runtime.object_ref import ObjectRef
+from ..runtime.client.object_ref import ObjectRef
 
 
 def _check_size(name: str, value: Any, allow_none: bool = False) -> None:

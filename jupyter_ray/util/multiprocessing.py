@@ -23,9 +23,10 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .. import api
+from .._remote import remote
 from ..actor import ActorHandle, kill
-from ..runtime.exceptions import GetTimeoutError
-from ..runtime.object_ref import ObjectRef
+from ..runtime.client.object_ref import ObjectRef
+from ..runtime.common.exceptions import GetTimeoutError
 
 __all__ = ["AsyncResult", "IMapIterator", "Pool", "TimeoutError"]
 
@@ -177,9 +178,9 @@ class Pool:
         self._initargs = tuple(initargs or ())
         self._max_tasks = maxtasksperchild
         if ray_remote_args:
-            self._actor_class = api.remote(**ray_remote_args)(_PoolProcess)
+            self._actor_class = remote(**ray_remote_args)(_PoolProcess)
         else:
-            self._actor_class = api.remote(_PoolProcess)
+            self._actor_class = remote(_PoolProcess)
         self._actors: list[ActorHandle] = [self._new_actor() for _ in range(processes)]
         # As the standard library's: the pool is started (every initializer has run, or
         # raised here) when the constructor returns.

@@ -14,10 +14,12 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
-from .._options import check_resource_name
-from ..runtime import context
-from ..runtime.ids import new_task_id, object_id_for
-from ..runtime.object_ref import ObjectRef
+from .._checks import check_resource_name
+from .._client import require_client
+from ..api import wait
+from ..runtime.client import context
+from ..runtime.client.object_ref import ObjectRef
+from ..runtime.common.ids import new_task_id, object_id_for
 
 __all__ = [
     "PlacementGroup",
@@ -58,8 +60,6 @@ class PlacementGroup:
 
     def wait(self, timeout_seconds: float = 30) -> bool:
         """Whether the group is reserved within ``timeout_seconds``."""
-        from ..api import wait
-
         ready, _ = wait([self.ready()], timeout=timeout_seconds)
         return bool(ready)
 
@@ -114,8 +114,6 @@ def placement_group(
 
     ``lifetime="detached"`` keeps the group after its creator exits.
     """
-    from ..api import _require_client
-
     clean = _check_bundles(bundles)
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
@@ -123,7 +121,7 @@ def placement_group(
         raise ValueError(f"lifetime must be None or 'detached', got {lifetime!r}")
     if not isinstance(name, str):
         raise TypeError(f"name must be a string, got {name!r}")
-    client = _require_client()
+    client = require_client()
     pg_id = new_task_id()
     error = client.query(
         "pg_create",
@@ -137,18 +135,14 @@ def placement_group(
 
 def remove_placement_group(placement_group: PlacementGroup) -> None:
     """Give the group's resources back; tasks and actors running in it are stopped."""
-    from ..api import _require_client
-
     if not isinstance(placement_group, PlacementGroup):
         raise TypeError(f"expected a PlacementGroup, got {type(placement_group).__name__}")
-    _require_client().query("pg_remove", placement_group.id)
+    require_client().query("pg_remove", placement_group.id)
 
 
 def get_placement_group(name: str, namespace: str | None = None) -> PlacementGroup:
     """The live placement group called ``name``; ValueError if there is none."""
-    from ..api import _require_client
-
-    found = _require_client().query("pg_get", (name, namespace or "default"))
+    found = require_client().query("pg_get", (name, namespace or "default"))
     if found is None:
         raise ValueError(f"Failed to look up a placement group named {name!r}")
     pg_id, bundles, strategy = found
@@ -163,9 +157,7 @@ def get_current_placement_group() -> PlacementGroup | None:
     if task is None or task.capture_group is None:
         return None
     pg_id = task.capture_group
-    from ..api import _require_client
-
-    entry = _require_client().query("pg_table", pg_id)
+    entry = require_client().query("pg_table", pg_id)
     bundles = [dict(b) for _, b in sorted((entry or {}).get("bundles", {}).items())]
     return PlacementGroup(pg_id, bundles, (entry or {}).get("strategy", "PACK"))
 
@@ -173,7 +165,5 @@ def get_current_placement_group() -> PlacementGroup | None:
 def placement_group_table(placement_group: PlacementGroup | None = None) -> Any:
     """State of one group, or of all by id: bundles, strategy, state (PENDING, CREATED,
     REMOVED)."""
-    from ..api import _require_client
-
     arg = placement_group.id if placement_group is not None else None
-    return _require_client().query("pg_table", arg)
+    return require_client().query("pg_table", arg)

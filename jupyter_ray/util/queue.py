@@ -11,8 +11,10 @@ import queue as _stdlib_queue
 from collections.abc import Iterable
 from typing import Any
 
-from ..api import get, remote
-from ..runtime.exceptions import RayTaskError
+from .._remote import remote
+from ..actor import kill
+from ..api import get, wait
+from ..runtime.common.exceptions import RayTaskError
 
 
 class Empty(_stdlib_queue.Empty):
@@ -168,9 +170,6 @@ class Queue:
         """Stop the queue's actor; the queue cannot be used afterwards. Without ``force``
         the actor ends after the calls already sent to it, or is killed after
         ``grace_period_s`` seconds, as in Ray."""
-        from ..actor import kill
-        from ..api import wait
-
         if self.actor is None:
             return
         actor, self.actor = self.actor, None

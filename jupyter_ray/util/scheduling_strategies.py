@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .placement_group import PlacementGroup
+from ..runtime.common.group_resources import in_group
+from .placement_group import PlacementGroup
 
 __all__ = ["PlacementGroupSchedulingStrategy"]
 
@@ -25,8 +23,6 @@ class PlacementGroupSchedulingStrategy:
         placement_group_bundle_index: int = -1,
         placement_group_capture_child_tasks: bool | None = None,
     ) -> None:
-        from .placement_group import PlacementGroup
-
         if not isinstance(placement_group, PlacementGroup):
             raise TypeError(
                 "PlacementGroupSchedulingStrategy takes the PlacementGroup that "
@@ -55,8 +51,6 @@ class PlacementGroupSchedulingStrategy:
         """The strategy of a child task of a task that captures its children: any bundle
         of the same group, capturing in turn (its bundles are not known here, and need not
         be: the node checks the demand against them)."""
-        from .placement_group import PlacementGroup
-
         strategy = cls.__new__(cls)
         strategy.placement_group = PlacementGroup(pg_id, [], "PACK")
         strategy.placement_group_bundle_index = -1
@@ -65,8 +59,6 @@ class PlacementGroupSchedulingStrategy:
 
     def demand(self, demand: dict[str, float]) -> dict[str, float]:
         """``demand`` rewritten to the group's resources (see runtime/placement.py)."""
-        from ..runtime.placement import in_group
-
         return in_group(demand, self.placement_group.id.hex(), self.placement_group_bundle_index)
 
     def check_fits(self, demand: dict[str, float], name: str, actor_default: bool) -> None:

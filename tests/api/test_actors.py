@@ -43,7 +43,7 @@ class Counter:
 
 
 def _actor_state(handle: Any) -> dict[str, Any]:
-    actors = ray.api._require_client().query("actors")
+    actors = ray._client.require_client().query("actors")
     return next(a for a in actors if a["actor_id"] == handle._ray_actor_id)
 
 

@@ -24,7 +24,7 @@ import psutil
 import pytest
 from _cluster import Head, families, head_fixture, kill_all  # noqa: F401 - head fixture
 from _wait import eventually
-from jupyter_ray.runtime import discovery
+from jupyter_ray.runtime.common import discovery
 
 import jupyter_ray as ray
 
@@ -45,7 +45,7 @@ def total(a: Any) -> float:
 
 def test_driver_attaches_by_address_and_auto(head: Head) -> None:
     ray.init(address=head.address)
-    assert not ray.api._require_client().remote  # same machine: shared memory
+    assert not ray._client.require_client().remote  # same machine: shared memory
     assert ray.cluster_resources()["slot"] == 3
     arr = np.arange(1 << 20, dtype=np.float64)
     assert ray.get(total.remote(ray.put(arr))) == float(arr.sum())
@@ -61,7 +61,7 @@ def test_token_client_over_tcp_moves_objects_in_messages(head: Head, monkeypatch
         token = f.read()
     assert oct(os.stat(head.token_file).st_mode & 0o777) == "0o600"
     ray.init(address=head.address, _token=token)
-    assert ray.api._require_client().remote
+    assert ray._client.require_client().remote
     arr = np.arange(300_000, dtype=np.float64)  # well above the inline limit
     ref = ray.put(arr)
     np.testing.assert_array_equal(ray.get(ref), arr)
@@ -317,7 +317,7 @@ def test_refs_returned_from_another_node_can_be_got(head: Head) -> None:
     head.add_node("--num-cpus", "1", "--resources", '{"b": 1}', "--object-store-memory", "64000000")
     ray.init(address=head.address)
     head.wait_nodes(2)
-    client = ray.api._require_client()
+    client = ray._client.require_client()
     for n in (10, 2_000_000):  # inline, and 16 MB (in chunks)
         node_b, values, nested = ray.get(puts_on_b.remote(n), timeout=60)
         assert node_b != ray.get_runtime_context().get_node_id()

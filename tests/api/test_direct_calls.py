@@ -1,4 +1,4 @@
-"""Direct actor calls (runtime/direct.py): a caller's calls go straight to the actor's
+"""Direct actor calls (runtime/client/lanes.py): a caller's calls go straight to the actor's
 worker once the node has told it where that is. Each test first makes one call through
 the node (which hands out the address), then checks that calls did take the lane."""
 
@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 from _wait import eventually as _eventually
-from jupyter_ray.runtime import protocol as p
-from jupyter_ray.runtime.serialization import serialize
+from jupyter_ray.runtime.common import framing
+from jupyter_ray.runtime.common import protocol as p
+from jupyter_ray.runtime.common.serialization import serialize
 
 import jupyter_ray as ray
 from jupyter_ray.exceptions import RayActorError, RayTaskError, TaskCancelledError
@@ -67,7 +68,7 @@ def double(x: int) -> int:
 
 
 def _lane(handle: Any) -> Any:
-    client = ray.api._require_client()
+    client = ray._client.require_client()
     return client.lanes.lanes[bytes.fromhex(handle._ray_actor_id)]
 
 
@@ -114,7 +115,7 @@ def test_a_routed_call_waits_in_the_worker_for_direct_calls_sent_before_it(
     # driver's "earlier" direct calls itself, on a lane of its own, half a second late.
     log = _with_lane(Log.remote())
     ray.get(log.add.remote("first"))
-    client = ray.api._require_client()
+    client = ray._client.require_client()
     lane = _lane(log)
     seq = lane.seq
     lane.seq = seq + 2  # as if two more direct calls had gone out
@@ -142,7 +143,7 @@ def test_a_routed_call_waits_in_the_worker_for_direct_calls_sent_before_it(
                 method="add",
             )
             msgs.append(p.DirectCall(spec, seq + 1 + i))
-        sock.sendall(b"".join(p.encode(m) for m in msgs))
+        sock.sendall(b"".join(framing.encode(m) for m in msgs))
         ray.get(routed, timeout=30)
     assert ray.get(log.items_.remote())[-3:] == ["late-1", "late-2", "routed"]
 
@@ -171,7 +172,7 @@ def test_large_results_and_results_holding_refs_come_through_the_node(
     inner = ray.get(log.boxed.remote({"k": 1}))
     assert ray.get(inner[0]) == {"k": 1}
     assert _direct_calls(log) == before + 2
-    ray.api._require_client().query("validate")
+    ray._client.require_client().query("validate")
 
 
 def test_output_of_a_direct_call_reaches_the_driver(
@@ -241,7 +242,7 @@ def test_kill_fails_calls_sent_on_the_lane(ray_2cpu: Any) -> None:
     with pytest.raises(RayActorError):
         ray.get(log.add.remote("too late"), timeout=60)
     # the driver forgets the lane of a dead actor once nothing is pending on it
-    lanes = ray.api._require_client().lanes.lanes
+    lanes = ray._client.require_client().lanes.lanes
     _eventually(lambda: bytes.fromhex(log._ray_actor_id) not in lanes)
 
 
@@ -254,14 +255,14 @@ def test_garbage_on_a_lane_closes_only_that_lane(ray_2cpu: Any) -> None:
         assert sock.recv(1) == b""  # the worker hung up on us
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.connect(path)
-        sock.sendall(p.encode(p.DirectHello(0)) + p.encode(p.Shutdown()))
+        sock.sendall(framing.encode(p.DirectHello(0)) + framing.encode(p.Shutdown()))
         assert sock.recv(1) == b""
     assert ray.get([log.add.remote(i) for i in range(3)]) == [1, 2, 3]
 
 
 def test_dropped_refs_to_direct_results_free_their_objects(ray_2cpu: Any) -> None:
     log = _with_lane(Log.remote())
-    client = ray.api._require_client()
+    client = ray._client.require_client()
     for i in range(50):
         log.add.remote(i)  # fire and forget
     ray.get(log.add.remote("last"))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jupyter_ray.runtime import context
+from jupyter_ray.runtime.client import context
 
 import jupyter_ray as ray
 from jupyter_ray.exceptions import RayTaskError, TaskCancelledError, WorkerCrashedError
@@ -61,7 +61,7 @@ def _touch(path: str, text: str = "") -> None:
 
 
 def pool_pids() -> list[int]:
-    return [w["pid"] for w in ray.api._require_client().query("workers")]
+    return [w["pid"] for w in ray._client.require_client().query("workers")]
 
 
 def assert_pool_recovers(dead_pid: int | None = None, timeout: float = 30.0) -> None:
@@ -485,7 +485,7 @@ def test_interrupting_a_cell_cancels_its_tasks_and_theirs_only(
     for i in range(2):
         wait_until((tmp_path / f"child{i}.started").exists, f"child {i} to start")
     wait_until((other / "child9.started").exists, "the other cell's task to start")
-    ray.api._require_client().cancel_cell("cell-A")
+    ray._client.require_client().cancel_cell("cell-A")
     with pytest.raises(TaskCancelledError):
         ray.get(ref, timeout=20)
     for i in range(2):
@@ -500,9 +500,9 @@ def test_a_cancel_that_comes_before_the_worker_is_ready_is_not_lost(ray_2cpu: An
     # A task can reach a worker that has only just connected, and its cancel right after
     # it, before the worker set its cancel handler; that cancel used to be dropped, and
     # the task ran to its end. The client keeps such cancels for the handler.
-    from jupyter_ray.runtime import protocol as p
+    from jupyter_ray.runtime.common import protocol as p
 
-    client = ray.api._require_client()
+    client = ray._client.require_client()
     early, later = p.CancelTask(b"e" * 16, False), p.CancelTask(b"l" * 16, False)
     client._on_message(early)  # as the reader thread would, with no handler yet
     seen: list[Any] = []

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 import psutil
-from jupyter_ray.runtime import discovery, leftovers
+from jupyter_ray.runtime.common import discovery, leftovers
 
 import jupyter_ray as ray
 
@@ -37,10 +37,10 @@ def _not_zombie(pid: int) -> bool:
 
 def test_shutdown_stops_node_and_workers_and_removes_the_session(ray_start: Any) -> None:
     info = ray_start()
-    node = ray.api._node
+    node = ray._client._node
     assert node is not None
     deadline = time.monotonic() + 30
-    while len(ray.api._require_client().query("worker_pids")) < 2:
+    while len(ray._client.require_client().query("worker_pids")) < 2:
         assert time.monotonic() < deadline, "the pool never started"
         time.sleep(0.02)
     family = [p.pid for p in psutil.Process(node.proc.pid).children(recursive=True)]
@@ -59,12 +59,12 @@ def test_killed_driver_takes_its_runtime_down(tmp_path: Any) -> None:
             import jupyter_ray as ray
             ray.init(num_cpus=2, object_store_memory=64 << 20)
             import psutil
-            client = ray.api._require_client()
+            client = ray._client.require_client()
             while len(client.query("worker_pids")) < 2:
                 time.sleep(0.02)
-            node = psutil.Process(ray.api._node.proc.pid)
+            node = psutil.Process(ray._client._node.proc.pid)
             pids = [p.pid for p in node.children(recursive=True)] + [node.pid]
-            print(" ".join(map(str, pids)), ray.api._node.session_dir, flush=True)
+            print(" ".join(map(str, pids)), ray._client._node.session_dir, flush=True)
             time.sleep(600)
             """
         )
@@ -95,7 +95,7 @@ def test_garbage_on_the_node_socket_is_dropped_and_others_keep_working(ray_2cpu:
     def one() -> int:
         return 1
 
-    path = ray.api._require_client().welcome.session_dir + "/node.sock"  # type: ignore[union-attr]
+    path = ray._client.require_client().welcome.session_dir + "/node.sock"  # type: ignore[union-attr]
     for junk in [os.urandom(64), b"\xff\xff\xff\x7f" + b"x" * 10, b"\x08\x00\x00\x00notapick"]:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.connect(path)
@@ -166,7 +166,7 @@ def test_the_sweep_leaves_live_runtimes_and_other_folders_alone(tmp_path: Any) -
             sys.executable,
             "-c",
             "import sys, time\n"
-            "from jupyter_ray.runtime import leftovers\n"
+            "from jupyter_ray.runtime.common import leftovers\n"
             "fds = [leftovers.hold(p) for p in sys.argv[1:]]\n"
             "print('held', flush=True)\n"
             "time.sleep(600)\n",

@@ -16,7 +16,7 @@ MiB = 1 << 20
 
 
 def _stats() -> dict[str, int]:
-    return dict(ray.api._require_client().query("store_stats"))
+    return dict(ray._client.require_client().query("store_stats"))
 
 
 @ray.remote
@@ -68,7 +68,7 @@ def test_large_result_outlives_the_worker_that_wrote_it(ray_2cpu: Any) -> None:
     def ones(n: int) -> tuple[int, np.ndarray]:
         return os.getpid(), np.ones(n, dtype=np.uint8)
 
-    client = ray.api._require_client()
+    client = ray._client.require_client()
     pid_ref, ref = ones.remote(8 * MiB)
     pid = ray.get(pid_ref)
     _eventually(lambda: pid not in client.query("worker_pids"))  # exited and reaped

@@ -129,7 +129,7 @@ def read_all(refs: list[Any]) -> float:
 
 
 def test_no_worker_starts_for_a_get_of_objects_already_ready(ray_2cpu: Any, tmp_path: Path) -> None:
-    client = ray.api._require_client()
+    client = ray._client.require_client()
     refs = [ray.put(np.ones(100_000)) for _ in range(8)]  # in the store, all ready
     assert ray.get(read_all.remote(refs), timeout=60) == 800_000.0  # workers warmed up
     before = set(client.query("worker_pids"))

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 from _wait import eventually
-from jupyter_ray.runtime.generators import DynamicObjectRefGenerator, ObjectRefGenerator
+from jupyter_ray.runtime.client.generators import DynamicObjectRefGenerator, ObjectRefGenerator
 
 import jupyter_ray as ray
 from jupyter_ray.exceptions import RayActorError, TaskCancelledError, WorkerCrashedError
@@ -261,7 +261,7 @@ def test_large_values_and_nested_consumers(ray_2cpu: Any) -> None:
 
 
 def test_a_dropped_generator_leaves_nothing_behind(ray_2cpu: Any) -> None:
-    client = ray.api._require_client()
+    client = ray._client.require_client()
 
     def objects() -> int:
         return int(client.query("store_stats")["objects"])

@@ -9,7 +9,7 @@ from typing import Any
 import cloudpickle
 import pytest
 from _cluster import Head, head_fixture  # noqa: F401 - head fixture
-from jupyter_ray.runtime.labels import parse_node_labels
+from jupyter_ray.runtime.common.labels import parse_node_labels
 
 import jupyter_ray as ray
 

@@ -128,7 +128,7 @@ def test_bad_input_says_what_to_do(ray_2cpu: Any) -> None:
 
 
 def test_a_group_goes_when_the_driver_that_made_it_exits(ray_2cpu: Any) -> None:
-    address = ray.api._require_client().welcome.session_dir + "/node.sock"  # type: ignore
+    address = ray._client.require_client().welcome.session_dir + "/node.sock"  # type: ignore
     script = textwrap.dedent(
         f"""
         import jupyter_ray as ray

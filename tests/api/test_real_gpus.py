@@ -107,7 +107,7 @@ def test_a_gpu_bundle_gives_its_device_to_work_in_it(ray_start: Any) -> None:
 
 
 def test_tasks_can_ask_for_this_machines_gpu_model(ray_start: Any) -> None:
-    from jupyter_ray.runtime.telemetry import detect_accelerator_type
+    from jupyter_ray.runtime.common.gpus import detect_accelerator_type
 
     ray_start(num_cpus=2)
     model = detect_accelerator_type()

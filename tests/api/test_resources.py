@@ -263,7 +263,7 @@ def test_bad_init_arguments_raise_at_once(
 
 
 def test_accelerator_type_names_and_bad_values() -> None:
-    from jupyter_ray.runtime.telemetry import accelerator_type
+    from jupyter_ray.runtime.common.gpus import accelerator_type
 
     assert accelerator_type("NVIDIA H100 80GB HBM3") == "H100"
     assert accelerator_type("NVIDIA A100-SXM4-40GB") == "A100"

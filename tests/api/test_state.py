@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 from _wait import eventually as _eventually
-from jupyter_ray.runtime import context
-from jupyter_ray.runtime import protocol as p
-from jupyter_ray.runtime.telemetry import parse_nvidia_smi
+from jupyter_ray.runtime.client import context
+from jupyter_ray.runtime.common import protocol as p
+from jupyter_ray.runtime.common.gpus import parse_nvidia_smi
 
 import jupyter_ray as ray
 from jupyter_ray import state
@@ -361,7 +361,7 @@ def test_feed_catches_up_after_a_slow_subscriber(ray_2cpu: Any) -> None:
 
 def test_cli_lists_and_summarizes_a_running_runtime(ray_2cpu: Any, tmp_path: Any) -> None:
     ray.get([inc.remote(i) for i in range(3)])
-    client = ray.api._require_client()
+    client = ray._client.require_client()
     assert client.welcome is not None
     address = client.welcome.session_dir + "/node.sock"
 
@@ -410,7 +410,7 @@ def test_jobs_list_every_driver_with_its_metadata(ray_2cpu: Any, tmp_path: Any) 
     script = tmp_path / "other.py"
     script.write_text(
         "import sys, jupyter_ray as ray\n"
-        "from jupyter_ray.runtime import context\n"
+        "from jupyter_ray.runtime.client import context\n"
         "context.job_metadata['kernel_id'] = 'kernel-123'\n"
         "ray.init(address=sys.argv[1])\n"
         "print(ray.get_runtime_context().get_job_id())\n"

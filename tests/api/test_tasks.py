@@ -271,7 +271,7 @@ def test_each_result_reaches_a_draining_wait_once(ray_2cpu: Any, tmp_path: Any) 
 
     opened = gate.remote()
     refs = [after.remote(opened) for _ in range(20)]
-    client = ray.api._require_client()
+    client = ray._client.require_client()
     before = client.objects_received
     for _ in range(10):
         ready, rest = ray.wait(refs, num_returns=1, timeout=0.01)
@@ -304,7 +304,7 @@ def test_wait_fetches_large_values_so_get_needs_no_round_trip(ray_2cpu: Any) -> 
     def big(i: int) -> Any:
         return np.full(100_000, i)  # 800 KB: in the store, not inline
 
-    client = ray.api._require_client()
+    client = ray._client.require_client()
     fetched, plain = big.remote(1), big.remote(2)
     assert ray.wait([fetched], timeout=60)[0] == [fetched]
     assert ray.wait([plain], timeout=60, fetch_local=False)[0] == [plain]
@@ -325,7 +325,7 @@ def test_a_get_blocked_on_a_large_result_receives_it_once_sealed(ray_2cpu: Any) 
         time.sleep(0.3)
         return np.ones(100_000)
 
-    client = ray.api._require_client()
+    client = ray._client.require_client()
     before = client.objects_received
     assert float(ray.get(slow_big.remote(), timeout=60).sum()) == 100_000.0
     assert client.objects_received - before == 1  # the value itself, no readiness first

@@ -53,7 +53,7 @@ def test_a_runtime_the_kernel_started_goes_with_it(tmp_path: Path) -> None:
     with kernel_session(tmp_path) as kernel:
         kernel.execute("%load_ext jupyter_ray\n%ray_start --num-cpus 2\nimport jupyter_ray as ray")
         kernel.execute(HOLD)
-        session_dir = Path(kernel.value("ray.api._info().session_dir"))
+        session_dir = Path(kernel.value("ray._client.info().session_dir"))
         assert session_dir.is_dir() and str(session_dir).startswith("/dev/shm/jupyter_ray-")
         runtime = kernel.descendants()
         assert len(runtime) >= 3, runtime  # node manager, zygote, workers
@@ -63,8 +63,8 @@ def test_a_runtime_the_kernel_started_goes_with_it(tmp_path: Path) -> None:
         _eventually(lambda: not session_dir.exists(), 15, f"{session_dir} to be removed")
         # the new kernel starts afresh
         kernel.execute("%load_ext jupyter_ray\n%ray_start --num-cpus 1\nimport jupyter_ray as ray")
-        assert kernel.value("ray.api._info().session_dir") != str(session_dir)
-        new_dir = Path(kernel.value("ray.api._info().session_dir"))
+        assert kernel.value("ray._client.info().session_dir") != str(session_dir)
+        new_dir = Path(kernel.value("ray._client.info().session_dir"))
     # closing the kernel (the notebook) stops that one too
     assert not new_dir.exists()
 
@@ -81,7 +81,7 @@ def test_an_attached_runtime_outlives_the_kernel_and_frees_its_objects(
         old_pid = kernel.pid
         owned = [o for o in state.list_objects(limit=None) if o.owner_pid == old_pid]
         assert {o.location for o in owned} >= {"shared_memory", "inline"}
-        used_before = ray.api._require_client().query("store_stats")["used"]
+        used_before = ray._client.require_client().query("store_stats")["used"]
         assert used_before >= 4 << 20
         kernel.restart()
         # the runtime is still here, and the old kernel's job is over ...
@@ -96,7 +96,7 @@ def test_an_attached_runtime_outlives_the_kernel_and_frees_its_objects(
             lambda: not [o for o in state.list_objects(limit=None) if o.owner_pid == old_pid],
             what="the old kernel's objects to be freed",
         )
-        assert ray.api._require_client().query("store_stats")["used"] < 4 << 20
+        assert ray._client.require_client().query("store_stats")["used"] < 4 << 20
         _eventually(
             lambda: (
                 [(a.name, a.state) for a in state.list_actors(limit=None) if a.state != "DEAD"]
@@ -110,6 +110,6 @@ def test_an_attached_runtime_outlives_the_kernel_and_frees_its_objects(
             "ray.get(ray.get_actor('keeper').ping.remote())"
         )
         assert again.result == "'pong'"
-        assert kernel.value("ray.api._info().node_id") == info.node_id
+        assert kernel.value("ray._client.info().node_id") == info.node_id
     ray.kill(ray.get_actor("keeper"))
     assert os.path.isdir(info.session_dir)  # still the test's own, stopped by the fixture

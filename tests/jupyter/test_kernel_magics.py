@@ -28,7 +28,7 @@ def test_ray_start_shows_a_summary_and_a_second_start_reuses_it(kernel: KernelSe
     for part in ("jupyter_ray", "node.sock", "CPU 2", "box 3", "object store", "sidebar"):
         assert part in html, f"{part!r} missing from the summary:\n{html}"
     assert "it stops when this kernel stops" in html
-    node = kernel.value("__import__('jupyter_ray').api._info().node_id")
+    node = kernel.value("__import__('jupyter_ray')._client.info().node_id")
     again = kernel.execute("%ray_start --num-cpus 1")
     assert again.stream_text.strip() == (
         "jupyter_ray is already running in this kernel; reusing it (%ray_stop first to start "
@@ -36,7 +36,7 @@ def test_ray_start_shows_a_summary_and_a_second_start_reuses_it(kernel: KernelSe
     )
     script_style = kernel.execute("import jupyter_ray as ray\nray.init(num_cpus=1)")
     assert "already running in this kernel; reusing it" in script_style.stream_text
-    assert kernel.value("ray.api._info().node_id") == node
+    assert kernel.value("ray._client.info().node_id") == node
 
 
 def test_bad_options_print_the_usage_not_a_traceback(kernel: KernelSession) -> None:
@@ -77,7 +77,7 @@ def test_a_dead_or_wrong_address_is_one_line_within_seconds(
 
 
 def test_ray_stop_stops_the_kernels_runtime(ray_kernel: KernelSession) -> None:
-    node = psutil.Process(ray_kernel.value("ray.api._node.proc.pid"))
+    node = psutil.Process(ray_kernel.value("ray._client._node.proc.pid"))
     stop = ray_kernel.execute("%ray_stop")
     assert stop.stream_text == "Stopped this kernel's jupyter_ray runtime.\n"
     assert psutil.wait_procs([node], timeout=10)[1] == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from jupyter_ray.runtime.store import ALIGN, Allocator, Arena
+from jupyter_ray.runtime.common.store import ALIGN, Allocator, Arena
 
 
 def test_alloc_free_coalesces_back_to_one_range() -> None:

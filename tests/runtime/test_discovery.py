@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jupyter_ray.runtime import discovery
+from jupyter_ray.runtime.common import discovery
 
 
 @pytest.mark.parametrize(
@@ -34,7 +34,7 @@ def test_the_registry_lives_in_jupyters_runtime_directory(env: dict[str, str]) -
     }
     code = (
         "import jupyter_core.paths as jp\n"
-        "from jupyter_ray.runtime import discovery\n"
+        "from jupyter_ray.runtime.common import discovery\n"
         "print(jp.jupyter_runtime_dir()); print(discovery.jupyter_runtime_dir())\n"
     )
     out = subprocess.run(

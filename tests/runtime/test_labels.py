@@ -1,10 +1,10 @@
-"""Label selectors in the scheduler's bookkeeping (runtime/labels.py), without processes."""
+"""Label selectors in the scheduler's bookkeeping (runtime/common/labels.py), without processes."""
 
 from __future__ import annotations
 
 import pytest
-from jupyter_ray.runtime import protocol as p
-from jupyter_ray.runtime.labels import (
+from jupyter_ray.runtime.common import protocol as p
+from jupyter_ray.runtime.common.labels import (
     MARKER_AMOUNT,
     check_label_selector,
     choose,

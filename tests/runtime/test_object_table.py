@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from jupyter_ray.runtime.common.protocol import Payload
 from jupyter_ray.runtime.objects import ObjectEntry, ObjectTable
-from jupyter_ray.runtime.protocol import Payload
 
 A, B, C = b"a" * 20, b"b" * 20, b"c" * 20
 

@@ -7,7 +7,8 @@ import pickle
 import random
 
 import pytest
-from jupyter_ray.runtime import protocol as p
+from jupyter_ray.runtime.common import framing
+from jupyter_ray.runtime.common import protocol as p
 
 
 def _messages() -> list[object]:
@@ -27,7 +28,7 @@ def _messages() -> list[object]:
 
 def test_every_message_class_survives_the_wire() -> None:
     for msg in _messages():
-        assert p.FrameDecoder().feed(p.encode(msg)) == [msg]
+        assert framing.FrameDecoder().feed(framing.encode(msg)) == [msg]
     # and any message class, whatever its fields and defaults (compact pickling)
     for cls in vars(p).values():
         if isinstance(cls, type) and dataclasses.is_dataclass(cls) and cls.__module__ == p.__name__:
@@ -41,7 +42,7 @@ def test_messages_pickle_as_field_tuples() -> None:
 
 def test_state_records_pickle_as_field_tuples_and_round_trip() -> None:
     # The change feed sends thousands of these; they take the compact path too.
-    from jupyter_ray.runtime import state_schema as schema
+    from jupyter_ray.runtime.common import state_schema as schema
 
     record = schema.GpuState(index=0, name="fake", utilization=1.5, memory_used=1, memory_total=2)
     data = pickle.dumps(record, protocol=5)
@@ -61,9 +62,9 @@ def test_state_records_pickle_as_field_tuples_and_round_trip() -> None:
 def test_decoder_takes_any_split_of_a_reused_buffer() -> None:
     rng = random.Random(7)
     msgs = [p.Payload(data=bytes(rng.randrange(0, 5000)), size=i) for i in range(200)]
-    stream = b"".join(p.encode(m) for m in msgs)
+    stream = b"".join(framing.encode(m) for m in msgs)
     for _ in range(20):
-        decoder = p.FrameDecoder()
+        decoder = framing.FrameDecoder()
         scratch = bytearray(8192)  # one buffer reused for every read, as the transports do
         out: list[object] = []
         pos = 0
@@ -76,6 +77,6 @@ def test_decoder_takes_any_split_of_a_reused_buffer() -> None:
 
 
 def test_decoder_refuses_oversized_frames() -> None:
-    decoder = p.FrameDecoder(max_frame=100)
+    decoder = framing.FrameDecoder(max_frame=100)
     with pytest.raises(ValueError, match="larger than allowed"):
-        decoder.feed(p.encode(p.Payload(data=bytes(500))))
+        decoder.feed(framing.encode(p.Payload(data=bytes(500))))

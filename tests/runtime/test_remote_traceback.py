@@ -10,8 +10,8 @@ from __future__ import annotations
 import linecache
 import pickle
 
-from jupyter_ray.runtime import exceptions
-from jupyter_ray.runtime.exceptions import RayTaskError, capture_traceback
+from jupyter_ray.runtime.common import exceptions
+from jupyter_ray.runtime.common.exceptions import RayTaskError, capture_traceback
 
 CELL = "/tmp/ipykernel_0/cell-for-test.py"
 SOURCE = """\

@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from jupyter_ray.runtime import protocol as p
-from jupyter_ray.runtime.object_ref import ObjectRef
-from jupyter_ray.runtime.serialization import deserialize, serialize
+from jupyter_ray.runtime.client.object_ref import ObjectRef
+from jupyter_ray.runtime.common import framing
+from jupyter_ray.runtime.common import protocol as p
+from jupyter_ray.runtime.common.serialization import deserialize, serialize
 
 
 def test_numpy_buffers_stay_out_of_band_and_come_back_read_only() -> None:
@@ -63,8 +64,8 @@ def test_functions_from_main_like_scopes_travel_by_value() -> None:
 
 def test_frame_decoder_handles_split_and_batched_frames() -> None:
     msgs = [p.Blocked(), p.Query(1, "nodes"), p.RefUpdate([b"a"], [b"b"])]
-    stream = b"".join(p.encode(m) for m in msgs)
-    dec = p.FrameDecoder()
+    stream = b"".join(framing.encode(m) for m in msgs)
+    dec = framing.FrameDecoder()
     got = []
     for i in range(0, len(stream), 7):
         got += dec.feed(stream[i : i + 7])
@@ -72,7 +73,7 @@ def test_frame_decoder_handles_split_and_batched_frames() -> None:
 
 
 def test_frame_decoder_rejects_garbage() -> None:
-    dec = p.FrameDecoder()
+    dec = framing.FrameDecoder()
     with pytest.raises((pickle.UnpicklingError, ValueError, EOFError, KeyError)):
         dec.feed(b"\x05\x00\x00\x00garbage")
 

@@ -6,8 +6,9 @@ import asyncio
 import os
 
 import pytest
-from jupyter_ray.runtime import protocol as p
-from jupyter_ray.runtime.exceptions import ObjectStoreFullError
+from jupyter_ray.runtime.common import framing
+from jupyter_ray.runtime.common import protocol as p
+from jupyter_ray.runtime.common.exceptions import ObjectStoreFullError
 from jupyter_ray.runtime.transfer import CHUNK, Assembler, send_value
 
 OID = b"o" * 20
@@ -54,10 +55,10 @@ class FakeStore:
 
 async def _send(asm: Assembler, value: bytes) -> None:
     """Send ``value`` through the wire format, as a connection would carry it."""
-    decoder = p.FrameDecoder()
+    decoder = framing.FrameDecoder()
 
     def send(msg: object) -> None:
-        for received in decoder.feed(p.encode(msg)):
+        for received in decoder.feed(framing.encode(msg)):
             asm.feed(7, received)
 
     async def drain() -> None:

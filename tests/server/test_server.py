@@ -268,7 +268,7 @@ def test_the_feed_narrowed_to_one_cell_sends_only_its_tasks(server: Server) -> N
             server,
             """
             import jupyter_ray as ray
-            from jupyter_ray.runtime import context
+            from jupyter_ray.runtime.client import context
             ray.init()
             cell = ["cell-a"]
             context.cell_id_provider = lambda: (cell[0], 1)

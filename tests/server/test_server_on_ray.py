@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 JOB = """
 import jupyter_ray as ray
-from jupyter_ray.runtime import context
+from jupyter_ray.runtime.client import context
 
 ray.init()  # the server's connection file says: Ray, at this address
 context.cell_id_provider = lambda: ("cell-on-ray", 3)  # as a notebook cell would

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import threading
 from collections.abc import Callable
 from typing import Any
 
-from .protocol import HANDSHAKE_MAX_FRAME, MAX_FRAME, FrameDecoder, encode
+from .framing import HANDSHAKE_MAX_FRAME, MAX_FRAME, FrameDecoder, encode
 
 log = logging.getLogger(__name__)
 
@@ -262,3 +263,12 @@ class ClientConnection:
     def join(self, timeout: float | None = None) -> None:
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout)
+
+
+MAX_UNIX_PATH = 100  # sun_path holds 108 bytes on Linux; keep a margin
+
+
+def endpoint_path(session_dir: str, worker_id: str) -> str | None:
+    """Where the actor worker ``worker_id`` listens for direct calls (None: too long)."""
+    path = os.path.join(session_dir, f"actor-{worker_id}.sock")
+    return path if len(path.encode()) <= MAX_UNIX_PATH else None

@@ -16,8 +16,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from . import leftovers
-from .exceptions import RaySystemError
+from ..common import leftovers
+from ..common.exceptions import RaySystemError
 
 SESSION_PREFIX = "jupyter_ray-"
 PRELOAD_ENV = "JUPYTER_RAY_PRELOAD"

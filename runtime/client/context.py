@@ -123,3 +123,18 @@ def current_job_id() -> str | None:
     if ctx is not None:
         return ctx.job_id
     return driver_job_id
+
+
+class ActorExit(BaseException):
+    """Raised by ``exit_actor()``: the actor finishes this call, then its process exits."""
+
+    def __init__(self, reason: str = "exit_actor() was called") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def exit_actor() -> None:
+    """Stop the current actor once this call returns; later calls raise ActorDiedError."""
+    if actor_id is None:
+        raise TypeError("exit_actor() can only be called inside an actor method")
+    raise ActorExit()

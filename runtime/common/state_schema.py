@@ -6,10 +6,11 @@ what the JupyterLab sidebar draws. Times are seconds since the epoch (``time.tim
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .protocol import pickle_as_field_tuples
+from .framing import pickle_as_field_tuples
 
 # Task states, in the order a task normally goes through them.
 PENDING_ARGS = "PENDING_ARGS"  # waiting for ObjectRef arguments to be ready
@@ -21,6 +22,10 @@ FAILED = "FAILED"
 CANCELLED = "CANCELLED"
 TASK_STATES = (PENDING_ARGS, PENDING_RESOURCES, SCHEDULED, RUNNING, FINISHED, FAILED, CANCELLED)
 DONE_STATES = frozenset({FINISHED, FAILED, CANCELLED})
+
+KINDS = ("tasks", "actors", "objects", "nodes")
+"""The kinds of record the change feed carries, and the field that names each record."""
+ID_FIELDS = {"tasks": "task_id", "actors": "actor_id", "objects": "object_id", "nodes": "node_id"}
 
 
 class _Record:
@@ -126,6 +131,37 @@ class TaskSummary(_Record):
     by_name: dict[str, dict[str, int]]  # function name -> state -> count
     total_submitted: int  # since start, including those dropped from history
     dropped_from_history: dict[str, int]  # finished tasks forgotten, per final state
+
+
+# --- filters of the state queries ---------------------------------------------------
+
+
+def matches(record: Any, filters: Iterable[tuple[str, str, Any]]) -> bool:
+    """Whether a state record passes every ``(key, "=" | "!=", value)`` filter."""
+    for key, op, value in filters:
+        have = getattr(record, key, None)
+        if isinstance(have, bytes):
+            have = have.hex()
+        if op == "=" and str(have) != str(value):
+            return False
+        if op == "!=" and str(have) == str(value):
+            return False
+    return True
+
+
+def check_filters(filters: Any) -> list[tuple[str, str, Any]]:
+    """Validate ``[(key, "=" | "!=", value), ...]``; raises ValueError with the fix."""
+    if filters is None:
+        return []
+    out = []
+    for item in filters:
+        if not isinstance(item, tuple | list) or len(item) != 3 or item[1] not in ("=", "!="):
+            raise ValueError(
+                f"each filter is (key, '=' or '!=', value), got {item!r}; for example "
+                "[('state', '=', 'FAILED')]"
+            )
+        out.append((str(item[0]), str(item[1]), item[2]))
+    return out
 
 
 pickle_as_field_tuples(globals(), __name__)

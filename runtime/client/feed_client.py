@@ -15,9 +15,9 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import protocol as p
-from .feed import ID_FIELDS, KINDS
-from .transport import ClientConnection
+from ..common import protocol as p
+from ..common.state_schema import ID_FIELDS, KINDS
+from ..common.transport import ClientConnection
 
 
 class FeedView:
@@ -76,7 +76,7 @@ class StateFeed:
             socket_path, self._receive, self._closed, name="jupyter-ray-feed"
         )
         self._conn.start()
-        self._conn.send(p.Hello("subscriber", os.getpid()), p.FeedSubscribe())
+        self._conn.send(p.Hello(role="subscriber", pid=os.getpid()), p.FeedSubscribe())
 
     def _receive(self, msg: Any) -> None:
         if not isinstance(msg, p.FeedSnapshot | p.FeedUpdate):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import io
 import json
 import os
 import pickle
@@ -24,12 +23,13 @@ import threading
 import time
 from typing import Any
 
-from . import context
-from . import protocol as p
-from .actor_host import ActorExit, ActorHost, set_title
-from .core import CoreClient
-from .direct import CallerLane, LaneClosed
-from .exceptions import (
+from ..client import context
+from ..client.context import ActorExit
+from ..client.core import CoreClient
+from ..client.generators import DYNAMIC
+from ..client.submit import _NO_ARGS, Dep
+from ..common import protocol as p
+from ..common.exceptions import (
     RayError,
     RayTaskError,
     RemoteSection,
@@ -37,64 +37,18 @@ from .exceptions import (
     capture_traceback,
     format_sections,
 )
-from .generators import DYNAMIC, collect, stream
-from .ids import object_id_for
-from .serialization import deserialize, dumps, serialize, type_name
-from .submit import _NO_ARGS, Dep
+from ..common.ids import object_id_for
+from ..common.serialization import deserialize, dumps, serialize, type_name
+from .actor_host import ActorHost, set_title
+from .generators import collect, stream
+from .lane_server import CallerLane, LaneClosed
+from .task_env import TaskOutput, enter_runtime_env, task_context
 
 CANCEL_SIGNAL = signal.SIGUSR1
 REPORT_BATCH = 64
 STARTED_AFTER = (0.1, 1.0)
 """Ages (s) at which a running call is reported started: the node shows it RUNNING. The
 second report covers a direct call whose caller's note reached the node late."""
-
-
-class TaskOutput(io.TextIOBase):
-    """``sys.stdout``/``sys.stderr`` of a worker: lines go to the task's driver."""
-
-    def __init__(self, client: CoreClient, stream: int, fallback: Any) -> None:
-        self._client = client
-        self._stream = stream
-        self._fallback = fallback
-        self._buf: list[str] = []
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        ctx = context.current_task()
-        if ctx is None:
-            return int(self._fallback.write(text))
-        self._buf.append(text)
-        if "\n" in text:
-            self.flush()
-        return len(text)
-
-    def flush(self) -> None:
-        ctx = context.current_task()
-        if not self._buf:
-            return
-        text = "".join(self._buf)
-        self._buf.clear()
-        if ctx is None:
-            self._fallback.write(text)
-            return
-        lines = p.LogLines(
-            ctx.task_id,
-            ctx.name,
-            os.getpid(),
-            self._stream,
-            text,
-            ctx.cell_id,  # the driver shows it under the notebook cell that caused it
-            ctx.cell_execution_count,
-        )
-        if ctx.lane is not None:  # a direct call: its caller hears it on the same lane
-            ctx.lane.send(lines)
-            return
-        try:
-            self._client.send(lines)
-        except (ConnectionError, OSError):
-            self._fallback.write(text)
 
 
 class Worker(ActorHost):
@@ -110,7 +64,7 @@ class Worker(ActorHost):
         self._cancel_lock = threading.Lock()
         self._cancel_early: set[bytes] = set()
         self._init_host()
-        # Direct calls (direct.py): the number of each caller's last direct call seen,
+        # Direct calls (client/lanes.py): the number of each caller's last direct call seen,
         # and calls from the node held until that direct call has arrived.
         self._seen: dict[int, int] = {}
         self._held: dict[int, list[p.ExecuteTask]] = {}
@@ -153,7 +107,13 @@ class Worker(ActorHost):
                 break
             if type(item) is tuple:  # (lane, DirectCall)
                 lane, call = item
-                msg = p.ExecuteTask(call.spec, None, [], self.actor_gpu_ids, 0)
+                msg = p.ExecuteTask(
+                    spec=call.spec,
+                    fn_payload=None,
+                    dep_payloads=[],
+                    gpu_ids=self.actor_gpu_ids,
+                    retries_left=0,
+                )
                 self._seen[lane.caller] = call.seq
                 if self._start(msg, lane):
                     break
@@ -238,7 +198,9 @@ class Worker(ActorHost):
         """Send a call's outcome; True when it was the actor's last (``exit_actor``)."""
         if self.exit_reason is not None and self.actor_options is not None:
             assert context.actor_id is not None
-            self._send_done(done, lane, p.ActorExiting(context.actor_id, self.exit_reason))
+            self._send_done(
+                done, lane, p.ActorExiting(actor_id=context.actor_id, reason=self.exit_reason)
+            )
             self.client.tasks.put(None)  # wake the main loop so it exits
             return True
         self._send_done(done, lane)
@@ -251,7 +213,7 @@ class Worker(ActorHost):
             if lane is not None:
                 result = done.results[0]
                 direct = result.data is not None and not (done.contained and done.contained[0])
-                lane.send(p.DirectResult(done.task_id, result if direct else None))
+                lane.send(p.DirectResult(task_id=done.task_id, payload=result if direct else None))
                 done.direct_caller = lane.caller
                 # The caller has the value: the node's copy may wait for a batch. A value
                 # the caller must fetch from the node goes now.
@@ -282,7 +244,7 @@ class Worker(ActorHost):
                 entry[1] = sent + 1
                 due.append((task_id, entry[0]))
         if due:
-            self.client.send(p.TaskStarted(due))
+            self.client.send(p.TaskStarted(started=due))
 
     def _flush_reports(self) -> None:
         with self._report_lock:
@@ -334,7 +296,7 @@ class Worker(ActorHost):
         return fn
 
     def _context(self, msg: p.ExecuteTask, lane: CallerLane | None) -> context.TaskContext:
-        return _task_context(msg, lane, self.actor_spec)
+        return task_context(msg, lane, self.actor_spec)
 
     def _arguments(self, msg: p.ExecuteTask) -> tuple[list[Any], dict[str, Any]]:
         spec = msg.spec
@@ -353,7 +315,7 @@ class Worker(ActorHost):
         spec = msg.spec
         if spec.runtime_env and spec.kind != p.ACTOR_METHOD:
             # before the function and its arguments are unpickled: they may need it
-            undo = _enter_runtime_env(spec.runtime_env)
+            undo = enter_runtime_env(spec.runtime_env)
             if spec.kind != p.ACTOR_CREATION:
                 try:
                     return self._execute(msg, lane)
@@ -420,7 +382,7 @@ class Worker(ActorHost):
         return self._results(spec, result)
 
     def _drive(self, spec: p.TaskSpec, gen: Any, ctx: context.TaskContext, main: bool) -> Any:
-        """Run a generator call (see generators.py): report each value as it comes
+        """Run a generator call (see client/generators.py): report each value as it comes
         (streaming; the result is None) or return the refs of all (dynamic)."""
         if spec.generator == DYNAMIC:
             return collect(self.client, spec, gen, lambda err: self._wrap(spec, err))
@@ -473,7 +435,9 @@ class Worker(ActorHost):
             except Exception as err:
                 return self._failed(spec, err, 0)
             contained.append(so.contained)
-        return p.TaskDone(spec.task_id, results, contained, exit_after=exit_after)
+        return p.TaskDone(
+            task_id=spec.task_id, results=results, contained=contained, exit_after=exit_after
+        )
 
     def _wrap(self, spec: p.TaskSpec, err: BaseException) -> RayTaskError:
         """The error a task's caller gets for ``err``: a RayTaskError with the remote
@@ -515,59 +479,12 @@ class Worker(ActorHost):
     def _error_done(self, spec: p.TaskSpec, err: BaseException) -> p.TaskDone:
         data = serialize(err).to_bytes()
         payload = p.Payload(data=data, size=len(data), error=True, type_name=type_name(err))
-        done = p.TaskDone(spec.task_id, [payload] * spec.num_returns, [])
+        done = p.TaskDone(task_id=spec.task_id, results=[payload] * spec.num_returns, contained=[])
         cause = err.cause if isinstance(err, RayTaskError) else err
         done.error_type = type(cause).__name__ if cause is not None else type(err).__name__
         message = str(cause) if cause is not None else getattr(err, "cause_repr", str(err))
         done.error_message = message[:1000]
         return done
-
-
-def _task_context(
-    msg: p.ExecuteTask, lane: CallerLane | None = None, actor: p.TaskSpec | None = None
-) -> context.TaskContext:
-    """What code running this call sees as its task (ids, GPUs, cell, job, runtime env,
-    placement group, resources); an actor's calls see their actor's creation for the
-    last three."""
-    spec = msg.spec
-    where = actor if spec.kind == p.ACTOR_METHOD and actor is not None else spec
-    return context.TaskContext(
-        spec.task_id,
-        spec.name,
-        list(msg.gpu_ids),
-        spec.cell_id,
-        spec.cell_execution_count,
-        job_id=spec.job_id,
-        lane=lane,
-        runtime_env=where.runtime_env,
-        namespace=spec.namespace,
-        capture_group=where.capture_group,
-        resources=where.resources,
-    )
-
-
-def _enter_runtime_env(env: dict[str, Any]) -> Any:
-    """Apply a runtime env in this process; returns a function that undoes it."""
-    saved = {k: os.environ.get(k) for k in env.get("env_vars", {})}
-    os.environ.update(env.get("env_vars", {}))
-    working_dir = env.get("working_dir")
-    old_cwd = os.getcwd()
-    if working_dir:
-        os.chdir(working_dir)
-        sys.path.insert(0, working_dir)
-
-    def undo() -> None:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        if working_dir:
-            os.chdir(old_cwd)
-            if working_dir in sys.path:
-                sys.path.remove(working_dir)
-
-    return undo
 
 
 context_of_main: dict[str, context.TaskContext | None] = {"ctx": None}

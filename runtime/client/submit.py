@@ -3,7 +3,7 @@
 ``submit`` serializes a call's arguments once (top-level refs become :class:`Dep`
 placeholders, large arguments go to the store first), builds its ``TaskSpec`` and sends
 it: through the node manager, or straight to the actor's worker on a direct lane (see
-``direct.py``) when the call qualifies. Streaming generator calls register their
+``lanes.py``) when the call qualifies. Streaming generator calls register their
 ``StreamState`` here before the task leaves (see ``generators.py``).
 """
 
@@ -15,12 +15,12 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
+from ..common import protocol as p
+from ..common.ids import new_task_id, object_id_for
+from ..common.serialization import SerializedObject, serialize
 from . import context
-from . import protocol as p
-from .direct import Lane, LaneTable, connect_lane
-from .ids import new_task_id, object_id_for
+from .lanes import Lane, LaneTable, connect_lane
 from .object_ref import ObjectRef
-from .serialization import SerializedObject, serialize
 
 if TYPE_CHECKING:
     from .generators import StreamState
@@ -93,7 +93,7 @@ class TaskSubmitter:
     ) -> list[ObjectRef]:
         """Submit a task (or an actor method call); returns refs to its results.
 
-        ``generator``: a generator task (see generators.py); ``stream``: the state that
+        ``generator``: a generator task (see client/generators.py); ``stream``: the state that
         receives a streaming task's items, registered here before the task is sent.
         """
         blob, deps, nested, keep = self._serialize_args(args, kwargs)
@@ -101,17 +101,17 @@ class TaskSubmitter:
         ctx = context.current_task()
         cell = context.current_cell()
         spec = p.TaskSpec(
-            task_id,
-            name,
-            fn_id,
-            blob,
-            deps,
-            nested,
-            num_returns,
-            resources,
-            max_retries,
-            retry_exceptions,
-            max_calls,
+            task_id=task_id,
+            name=name,
+            fn_id=fn_id,
+            args=blob,
+            deps=deps,
+            nested_refs=nested,
+            num_returns=num_returns,
+            resources=resources,
+            max_retries=max_retries,
+            retry_exceptions=retry_exceptions,
+            max_calls=max_calls,
             parent_task=ctx.task_id if ctx is not None else None,
             cell_id=cell[0],
             cell_execution_count=cell[1],
@@ -149,9 +149,9 @@ class TaskSubmitter:
             return refs
         msgs: list[object] = []
         if fn_payload is not None and fn_id not in self._registered:
-            msgs.append(p.RegisterFunction(fn_id, name, fn_payload))
+            msgs.append(p.RegisterFunction(fn_id=fn_id, name=name, payload=fn_payload))
             self._registered.add(fn_id)
-        msgs.append(p.SubmitTask(spec))
+        msgs.append(p.SubmitTask(spec=spec))
         with self._lock:
             # The node manager tells the owner when each result is ready, with the value
             # when it is small, unasked: a get() right after a submit sends nothing more.
@@ -167,7 +167,7 @@ class TaskSubmitter:
         return refs
 
     def _send_direct(self, spec: p.TaskSpec) -> bool:
-        """Send an actor call on its lane (see direct.py); False: use the node."""
+        """Send an actor call on its lane (see lanes.py); False: use the node."""
         with self._lock:
             lane = self.lanes.lanes.get(spec.actor_id or b"")
             if lane is None:
@@ -202,7 +202,7 @@ class TaskSubmitter:
                 self._requested[oid] = True
                 self.lanes.unannounced.append(entry)
             try:
-                conn.send(p.DirectCall(spec, lane.seq + 1))
+                conn.send(p.DirectCall(spec=spec, seq=lane.seq + 1))
             except (ConnectionError, OSError):
                 with self._lock:
                     lane.open.discard(oid)
@@ -221,7 +221,7 @@ class TaskSubmitter:
             with self._lock:
                 lane.open.discard(oid)
             # a value, or (None) "done; the value is with the node": as if the node said so
-            self._on_object(p.ObjectAvailable(oid, msg.payload))
+            self._on_object(p.ObjectAvailable(object_id=oid, payload=msg.payload))
         elif type(msg) is p.LogLines:
             self._show_log(msg)
         else:
@@ -244,7 +244,7 @@ class TaskSubmitter:
             conn.close()
         if waiting and not self.closed:
             with contextlib.suppress(ConnectionError, OSError):
-                self.send(p.Subscribe(waiting, False))
+                self.send(p.Subscribe(object_ids=waiting, want_value=False))
 
     def create_actor(
         self,
@@ -264,17 +264,17 @@ class TaskSubmitter:
         ctx = context.current_task()
         cell = context.current_cell()
         spec = p.TaskSpec(
-            task_id,
-            name,
-            cls_id,
-            blob,
-            deps,
-            nested,
-            1,
-            resources,
-            0,
-            False,
-            0,
+            task_id=task_id,
+            name=name,
+            fn_id=cls_id,
+            args=blob,
+            deps=deps,
+            nested_refs=nested,
+            num_returns=1,
+            resources=resources,
+            max_retries=0,
+            retry_exceptions=False,
+            max_calls=0,
             parent_task=ctx.task_id if ctx is not None else None,
             cell_id=cell[0],
             cell_execution_count=cell[1],
@@ -286,9 +286,9 @@ class TaskSubmitter:
             capture_group=capture_group,
         )
         if cls_id not in self._registered:
-            self.send(p.RegisterFunction(cls_id, name, cls_payload))
+            self.send(p.RegisterFunction(fn_id=cls_id, name=name, payload=cls_payload))
             self._registered.add(cls_id)
-        reply = self.request(p.CreateActor(next(self._req_ids), spec, options))
+        reply = self.request(p.CreateActor(req_id=next(self._req_ids), spec=spec, options=options))
         del keep
         if reply.error is not None:
             raise ValueError(reply.error)

@@ -36,26 +36,19 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from . import protocol as p
-from .exceptions import RaySystemError, TaskCancelledError
-from .ids import TASK_ID_SIZE, object_id_for
+from ..common.exceptions import RaySystemError
+from ..common.ids import TASK_ID_SIZE
 from .object_ref import ObjectRef
-from .serialization import serialize
 
 if TYPE_CHECKING:
-    from .context import TaskContext
     from .core import CoreClient
-    from .objects import ObjectEntry
 
 STREAMING = 1
 DYNAMIC = 2
 """``TaskSpec.generator``: how a generator task reports what it yields (0: not one)."""
-
-
-# --- the owner's side ------------------------------------------------------------------
 
 
 class StreamState:
@@ -225,128 +218,10 @@ class DynamicObjectRefGenerator:
         return f"DynamicObjectRefGenerator({len(self._refs)} refs)"
 
 
-# --- the worker's side -----------------------------------------------------------------
-
-
-def not_a_generator(name: str, result: Any) -> TypeError:
-    return TypeError(
-        f"{name}() was called with num_returns='streaming' or 'dynamic' but returned "
-        f"{type(result).__name__}, not a generator: use 'yield' in it, or drop num_returns."
-    )
-
-
-def report_item(client: CoreClient, task_id: bytes, index: int, value: Any) -> None:
-    """Send one yielded value to the node as the task's item ``index``."""
-    so = serialize(value)
-    if so.size < p.INLINE_LIMIT:
-        data = so.to_bytes()
-        payload = p.Payload(data=data, size=len(data), type_name=so.type_name)
-    else:
-        payload = client.write_object(object_id_for(task_id, index), so)
-    client.send(p.GeneratorItem(task_id, index, payload, so.contained))
-    del value  # the item message is out: refs inside the value may go now
-
-
-def stream(client: CoreClient, spec: p.TaskSpec, gen: Any, ctx: TaskContext) -> None:
-    """Run a generator to its end, reporting each value as it comes (streaming)."""
-    if not hasattr(gen, "__next__"):
-        raise not_a_generator(spec.name, gen)
-    for index, value in enumerate(gen, 1):
-        report_item(client, spec.task_id, index, value)
-        if ctx.cancel_requested:  # (a threaded actor's calls are not interrupted)
-            gen.close()
-            raise TaskCancelledError(spec.name)
-
-
-async def stream_async(client: CoreClient, spec: p.TaskSpec, gen: Any, ctx: TaskContext) -> None:
-    """``stream`` for an async actor: async generators, and plain ones too."""
-    if not hasattr(gen, "__anext__"):
-        stream(client, spec, gen, ctx)
-        return
-    index = 0
-    async for value in gen:
-        index += 1
-        report_item(client, spec.task_id, index, value)
-
-
-Wrap = Callable[[BaseException], BaseException]
-"""How the worker turns an error a task raised into the error its caller gets."""
-
-
-def collect(
-    client: CoreClient, spec: p.TaskSpec, gen: Any, wrap: Wrap
-) -> DynamicObjectRefGenerator:
-    """Run a generator to its end, putting each value (dynamic); an error it raises
-    becomes its last object, whose ``get`` raises it, as in Ray."""
-    if not hasattr(gen, "__next__"):
-        raise not_a_generator(spec.name, gen)
-    refs: list[ObjectRef] = []
-    try:
-        for value in gen:
-            refs.append(client.put_serialized(serialize(value)))
-    except TaskCancelledError:
-        raise
-    except Exception as err:
-        refs.append(client.put_error(wrap(err)))
-    return DynamicObjectRefGenerator(refs)
-
-
-async def collect_async(
-    client: CoreClient, spec: p.TaskSpec, gen: Any, wrap: Wrap
-) -> DynamicObjectRefGenerator:
-    """``collect`` for an async actor: async generators, and plain ones too."""
-    if not hasattr(gen, "__anext__"):
-        return collect(client, spec, gen, wrap)
-    refs: list[ObjectRef] = []
-    try:
-        async for value in gen:
-            refs.append(client.put_serialized(serialize(value)))
-    except Exception as err:
-        refs.append(client.put_error(wrap(err)))
-    return DynamicObjectRefGenerator(refs)
-
-
-# --- the node's side -------------------------------------------------------------------
-
-
-class GeneratorItems:
-    """The node manager's handler for yielded values (a mixin of ``NodeManager``)."""
-
-    if TYPE_CHECKING:
-        from .node import TaskRecord
-        from .objects import ObjectTable
-        from .transport import ServerConnection
-
-        tasks: dict[bytes, TaskRecord]
-        objects: ObjectTable
-        conns: dict[int, ServerConnection]
-        pending_allocs: dict[int, dict[bytes, p.Payload]]
-
-        def _sealed(self, object_id: bytes, payload: p.Payload, contained: list[bytes]) -> None: ...
-        def _release_payload(self, payload: p.Payload) -> None: ...
-
-    def on_generator_item(self, conn: ServerConnection, msg: p.GeneratorItem) -> None:
-        oid = object_id_for(msg.task_id, msg.index)
-        allocs = self.pending_allocs.get(conn.conn_id)
-        if allocs:
-            allocs.pop(oid, None)  # the item's now, not the worker's
-        rec = self.tasks.get(msg.task_id)
-        owner = rec.spec.owner if rec is not None else 0
-        if rec is None or rec.cancelled or msg.index <= rec.items or owner not in self.conns:
-            # a retried generator's items seen before, or nobody to hand it to
-            self._release_payload(msg.payload)
-            return
-        rec.items = msg.index
-        entry: ObjectEntry = self.objects.create(oid, owner)
-        self.objects.add_waiter(entry, owner, False)  # pushed to the owner when sealed
-        self._sealed(oid, msg.payload, msg.contained)
-
-
 __all__ = [
     "DYNAMIC",
     "STREAMING",
     "DynamicObjectRefGenerator",
-    "GeneratorItems",
     "ObjectRefGenerator",
     "StreamState",
 ]

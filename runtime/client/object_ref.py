@@ -13,8 +13,8 @@ import concurrent.futures
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
+from ..common.serialization import note_contained_ref
 from . import context
-from .serialization import note_contained_ref
 
 if TYPE_CHECKING:
     from .core import CoreClient

@@ -25,14 +25,17 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import context
-from . import protocol as p
-from .direct import CallerLane, DirectServer, endpoint_path
-from .exceptions import ActorDiedError, TaskCancelledError
-from .generators import DYNAMIC, collect_async, stream_async
+from ..client import context
+from ..client.context import ActorExit
+from ..client.generators import DYNAMIC
+from ..common import protocol as p
+from ..common.exceptions import ActorDiedError, TaskCancelledError
+from ..common.transport import endpoint_path
+from .generators import collect_async, stream_async
+from .lane_server import CallerLane, DirectServer
 
 if TYPE_CHECKING:
-    from .core import CoreClient
+    from ..client.core import CoreClient
 
 
 class ActorHost:
@@ -80,7 +83,7 @@ class ActorHost:
         # thread (None: calls run where the dispatch loop is).
         self.main_calls: queue.SimpleQueue[Any] | None = None
         self.exit_reason: str | None = None
-        # Direct calls (direct.py): the callers' lanes to this actor
+        # Direct calls (client/lanes.py): the callers' lanes to this actor
         self.lanes: DirectServer | None = None
         # An async actor's running coroutines, for cancel
         self._coroutines: dict[bytes, asyncio.Task[Any]] = {}
@@ -248,21 +251,6 @@ class ActorHost:
                 loop.call_soon_threadsafe(loop.stop)
 
     # --- cancellation -----------------------------------------------------------------
-
-
-class ActorExit(BaseException):
-    """Raised by ``exit_actor()``: the actor finishes this call, then its process exits."""
-
-    def __init__(self, reason: str = "exit_actor() was called") -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def exit_actor() -> None:
-    """Stop the current actor once this call returns; later calls raise ActorDiedError."""
-    if context.actor_id is None:
-        raise TypeError("exit_actor() can only be called inside an actor method")
-    raise ActorExit()
 
 
 def _terminate() -> None:
