@@ -8,7 +8,7 @@ import os
 import pytest
 from jupyter_ray.runtime import protocol as p
 from jupyter_ray.runtime.exceptions import ObjectStoreFullError
-from jupyter_ray.runtime.transfer import CHUNK, Assembler, send_value
+from jupyter_ray.runtime.node.transfer import CHUNK, Assembler, send_value
 
 OID = b"o" * 20
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 
-from .state_schema import TaskState
+from ..state_schema import TaskState
 
 
 class TaskHistory:

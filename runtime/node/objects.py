@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from .protocol import Payload
+from ..protocol import Payload
 
 
 @dataclass(slots=True)

@@ -11,8 +11,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .protocol import ActorInfo, ActorOptions, Payload, TaskSpec
-from .serialization import serialize
+from ..protocol import ActorInfo, ActorOptions, Payload, TaskSpec
+from ..serialization import serialize
 
 if TYPE_CHECKING:
     from .scheduler import Grant

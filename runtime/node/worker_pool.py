@@ -16,14 +16,14 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from .exceptions import TaskCancelledError, WorkerCrashedError
-from .ids import random_id
+from ..exceptions import TaskCancelledError, WorkerCrashedError
+from ..ids import random_id
 
 if TYPE_CHECKING:
     import asyncio
 
     from .actors import ActorRecord
-    from .node import TaskRecord, WorkerState
+    from .manager import TaskRecord, WorkerState
     from .processes import WorkerProcesses
     from .scheduler import ResourceLedger
 

@@ -1,6 +1,6 @@
 """Several node managers as one cluster: membership, placement across nodes, transfers.
 
-A mixin of :class:`node.NodeManager`; everything runs on its event loop.
+A mixin of :class:`manager.NodeManager`; everything runs on its event loop.
 
 - **Membership.** A worker node connects to the head's TCP port (authenticated like any
   peer), registers, and then reports its free resources every ``HEARTBEAT`` seconds. The
@@ -32,24 +32,24 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import auth
-from . import protocol as p
+from .. import auth
+from .. import protocol as p
+from ..exceptions import ObjectLostError, WorkerCrashedError
+from ..ids import object_id_for
+from ..protocol import FrameDecoder, NodeView, encode
+from ..serialization import serialize
+from ..state_schema import SCHEDULED
+from ..transport import Drainable
 from .cluster_actors import LINK_ERRORS, ActorNameDirectory
-from .exceptions import ObjectLostError, WorkerCrashedError
-from .ids import object_id_for
-from .protocol import FrameDecoder, NodeView, encode
-from .serialization import serialize
-from .state_schema import SCHEDULED
 from .transfer import CHUNKED
-from .transport import Drainable
 
 if TYPE_CHECKING:
-    from .node import TaskRecord
+    from ..store import Allocator, Arena
+    from ..transport import ServerConnection
+    from .manager import TaskRecord
     from .objects import ObjectEntry, ObjectTable
     from .scheduler import ReadyQueue, ResourceLedger
-    from .store import Allocator, Arena
     from .transfer import Assembler
-    from .transport import ServerConnection
 
 log = logging.getLogger("jupyter_ray.node")
 

@@ -23,14 +23,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import protocol as p
-from .exceptions import ObjectStoreFullError
-from .store import map_file_readonly
+from .. import protocol as p
+from ..exceptions import ObjectStoreFullError
+from ..store import map_file_readonly
 
 if TYPE_CHECKING:
+    from ..store import Arena
+    from ..transport import ServerConnection
     from .objects import ObjectEntry, ObjectTable
-    from .store import Arena
-    from .transport import ServerConnection
 
 log = logging.getLogger("jupyter_ray.node")
 

@@ -1,6 +1,6 @@
 """The node manager's object handlers: puts, seals, deliveries, references, spilling.
 
-A mixin of :class:`node.NodeManager`; everything runs on its event loop, with file I/O
+A mixin of :class:`manager.NodeManager`; everything runs on its event loop, with file I/O
 on executor threads. The bookkeeping itself is :class:`objects.ObjectTable` (counts,
 holds, pins) and :class:`store.Allocator` (arena ranges); this is the shell that ties
 them to connections: who is told when an object is sealed, who pins which range, and
@@ -14,19 +14,19 @@ import contextlib
 import os
 from typing import TYPE_CHECKING, Any
 
-from . import protocol as p
-from .exceptions import ObjectStoreFullError
+from .. import protocol as p
+from ..exceptions import ObjectStoreFullError
+from ..serialization import serialize
+from ..state_schema import PENDING_ARGS
+from ..store import Allocator, Arena, aligned, create_file, write_file
 from .objects import ObjectEntry, ObjectTable
-from .serialization import serialize
-from .state_schema import PENDING_ARGS
-from .store import Allocator, Arena, aligned, create_file, write_file
 from .transfer import CHUNKED, should_chunk
 
 if TYPE_CHECKING:
+    from ..feed import ChangeFeed
+    from ..transport import ServerConnection
     from .actors import ActorDirectory, ActorRecord
-    from .feed import ChangeFeed
-    from .node import TaskRecord
-    from .transport import ServerConnection
+    from .manager import TaskRecord
 
 
 class ObjectManager:

@@ -25,26 +25,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import auth, leftovers
-from . import protocol as p
-from .actor_manager import ACTOR_QUERIES, ActorManager
-from .actors import ActorDirectory, ActorRecord
-from .cancel import Cancellation
-from .cluster import ClusterMember
-from .discovery import remove_session, write_session
-from .feed import ChangeFeed
-from .generators import GeneratorItems
-from .history import TaskHistory
-from .ids import object_id_for, random_id
-from .jobs import JobTable
-from .labels import MARKER, choose, describe, node_labels
-from .object_manager import ObjectManager
-from .objects import ObjectEntry, ObjectTable
-from .placement import PG_QUERIES, PlacementGroupRecord, PlacementGroups
-from .processes import SOCKET_NAME, WorkerProcesses, worker_environment
-from .scheduler import Grant, ReadyQueue, ResourceLedger
-from .serialization import serialize
-from .state_schema import (
+from .. import auth, leftovers
+from .. import protocol as p
+from ..discovery import remove_session, write_session
+from ..feed import ChangeFeed
+from ..ids import object_id_for, random_id
+from ..labels import MARKER, choose, describe, node_labels
+from ..serialization import serialize
+from ..state_schema import (
     CANCELLED,
     FAILED,
     FINISHED,
@@ -53,11 +41,23 @@ from .state_schema import (
     RUNNING,
     SCHEDULED,
 )
+from ..store import Allocator, Arena
+from ..telemetry import Telemetry
+from ..transport import ServerConnection
+from .actor_manager import ACTOR_QUERIES, ActorManager
+from .actors import ActorDirectory, ActorRecord
+from .cancel import Cancellation
+from .cluster import ClusterMember
+from .generator_items import GeneratorItems
+from .history import TaskHistory
+from .jobs import JobTable
+from .object_manager import ObjectManager
+from .objects import ObjectEntry, ObjectTable
+from .placement_groups import PG_QUERIES, PlacementGroupRecord, PlacementGroups
+from .processes import SOCKET_NAME, WorkerProcesses, worker_environment
+from .scheduler import Grant, ReadyQueue, ResourceLedger
 from .state_view import STATE_QUERIES, StateView
-from .store import Allocator, Arena
-from .telemetry import Telemetry
 from .transfer import NodeTransfers
-from .transport import ServerConnection
 from .worker_pool import MAX_WORKERS, WorkerPool
 
 log = logging.getLogger("jupyter_ray.node")

@@ -1,6 +1,6 @@
 """Actors across the nodes of a cluster: placement, routed calls, the actor directory.
 
-A mixin of :class:`node.NodeManager` (next to ``ActorManager`` and ``ClusterMember``);
+A mixin of :class:`manager.NodeManager` (next to ``ActorManager`` and ``ClusterMember``);
 everything runs on the node manager's event loop.
 
 - **Owner.** The node whose driver or worker creates an actor keeps its ``ActorRecord``:
@@ -35,19 +35,19 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import protocol as p
+from .. import protocol as p
+from ..exceptions import RayActorError, RaySystemError
+from ..ids import object_id_for
+from ..serialization import deserialize, serialize
+from ..state_schema import SCHEDULED
 from .actors import ALIVE, DEAD, ActorDirectory, ActorRecord, alive_cookie
-from .exceptions import RayActorError, RaySystemError
-from .ids import object_id_for
-from .serialization import deserialize, serialize
-from .state_schema import SCHEDULED
 
 if TYPE_CHECKING:
+    from ..feed import ChangeFeed
+    from ..transport import ServerConnection
     from .cluster import Forwarded, PeerLink
-    from .feed import ChangeFeed
-    from .node import TaskRecord
+    from .manager import TaskRecord
     from .objects import ObjectTable
-    from .transport import ServerConnection
 
 log = logging.getLogger("jupyter_ray.node")
 

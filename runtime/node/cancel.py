@@ -12,16 +12,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import protocol as p
-from .exceptions import TaskCancelledError
-from .ids import object_id_for, task_id_of
-from .state_schema import PENDING_ARGS, PENDING_RESOURCES
+from .. import protocol as p
+from ..exceptions import TaskCancelledError
+from ..ids import object_id_for, task_id_of
+from ..state_schema import PENDING_ARGS, PENDING_RESOURCES
 
 if TYPE_CHECKING:
+    from ..transport import ServerConnection
     from .cluster import Forwarded
-    from .node import TaskRecord, WorkerState
+    from .manager import TaskRecord, WorkerState
     from .scheduler import ReadyQueue
-    from .transport import ServerConnection
 
 
 class Cancellation:

@@ -1,6 +1,6 @@
 """The node manager's actor handlers: creation, calls, restarts, death.
 
-A mixin of :class:`node.NodeManager`, kept apart so each module holds one concept; every
+A mixin of :class:`manager.NodeManager`, kept apart so each module holds one concept; every
 method runs on the node manager's event loop. An actor is born from a creation task that
 is scheduled like any task (its placement resources), then owns a dedicated worker
 process. Its *cookie* is an object whose references are the actor's handles: while any
@@ -16,21 +16,21 @@ import signal
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from . import protocol as p
+from .. import protocol as p
+from ..direct import endpoint_path
+from ..exceptions import ActorDiedError, RayActorError
+from ..ids import object_id_for
+from ..serialization import deserialize
+from ..state_schema import PENDING_ARGS, PENDING_RESOURCES, SCHEDULED
 from .actors import ALIVE, DEAD, RESTARTING, ActorDirectory, ActorRecord, alive_cookie
 from .cluster_actors import ClusterActors
-from .direct import endpoint_path
-from .exceptions import ActorDiedError, RayActorError
-from .ids import object_id_for
-from .serialization import deserialize
-from .state_schema import PENDING_ARGS, PENDING_RESOURCES, SCHEDULED
 
 if TYPE_CHECKING:
-    from .feed import ChangeFeed
-    from .node import TaskRecord, WorkerState
+    from ..feed import ChangeFeed
+    from ..transport import ServerConnection
+    from .manager import TaskRecord, WorkerState
     from .objects import ObjectTable
     from .scheduler import Grant, ReadyQueue, ResourceLedger
-    from .transport import ServerConnection
 
 DIRECTORY_QUERIES = frozenset({"actor_register", "actor_unregister", "actor_owner"})
 ACTOR_QUERIES = frozenset({"get_actor", "list_named_actors", "actors"}) | DIRECTORY_QUERIES
@@ -90,7 +90,7 @@ class ActorManager(ClusterActors):
 
     def create_actor_here(self, conn: ServerConnection, msg: p.CreateActor) -> None:
         """Create the actor's record (this node owns it) and schedule its creation."""
-        from .node import TaskRecord
+        from .manager import TaskRecord
 
         opts = msg.options
         spec = msg.spec
@@ -230,7 +230,7 @@ class ActorManager(ClusterActors):
 
     def on_direct_calls(self, conn: ServerConnection, msg: p.DirectCalls) -> None:
         """A caller's note of the calls it sent to actors directly: track each one."""
-        from .node import TaskRecord
+        from .manager import TaskRecord
 
         lost: dict[bytes, list[TaskRecord]] = {}
         for spec, worker_id in msg.calls:
@@ -358,7 +358,7 @@ class ActorManager(ClusterActors):
         record.state = RESTARTING
         record.restarts += 1
         self._calls_lost(record, inflight, cause)
-        from .node import TaskRecord
+        from .manager import TaskRecord
 
         self._schedule_creation(record, TaskRecord(record.spec))
 
