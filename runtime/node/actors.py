@@ -38,7 +38,7 @@ class ActorRecord:
     options: ActorOptions
     owner: int
     state: str = PENDING
-    worker: Any = None  # node.WorkerState while the actor has a process
+    worker: Any = None  # records.WorkerState while the actor has a process
     pid: int = 0
     grant: Grant | None = None
     restarts: int = 0

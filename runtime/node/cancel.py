@@ -1,5 +1,5 @@
-"""Cancelling tasks: one, a notebook cell's, a driver's that left (a mixin of
-``NodeManager``; every method runs on its event loop).
+"""Cancelling tasks: one, a notebook cell's, a driver's that left (a component
+of the node manager; every method runs on its event loop).
 
 A task still waiting (for its arguments, or for resources) is failed with
 ``TaskCancelledError`` at once; a running one gets ``CancelTask`` in its worker (a signal
@@ -19,32 +19,37 @@ from ..state_schema import PENDING_ARGS, PENDING_RESOURCES
 
 if TYPE_CHECKING:
     from ..transport import ServerConnection
-    from .cluster import Forwarded
-    from .manager import TaskRecord, WorkerState
+    from .actor_manager import ActorManager
+    from .peers import Peers
     from .scheduler import ReadyQueue
+    from .tasks import Tasks
+    from .worker_pool import WorkerPool
 
 
 class Cancellation:
     """Cancel handlers of the node manager; see the module docstring."""
 
-    tasks: dict[bytes, TaskRecord]
-    ready: ReadyQueue
-    waiting_on: dict[bytes, list[TaskRecord]]
-    forwarded: dict[bytes, Forwarded]
+    def __init__(
+        self,
+        tasks: Tasks,
+        ready: ReadyQueue,
+        peers: Peers,
+        actors: ActorManager,
+        pool: WorkerPool,
+    ) -> None:
+        self.tasks = tasks
+        self.ready = ready
+        self.peers = peers
+        self.actors = actors
+        self.pool = pool
 
-    if TYPE_CHECKING:
-
-        def _fail(self, rec: TaskRecord, error: BaseException) -> None: ...
-        def unqueue_actor_call(self, rec: TaskRecord) -> None: ...
-        def _kill_worker(self, worker: WorkerState, sig: int = ...) -> None: ...
-
-    def _drop_tasks_of(self, conn: ServerConnection) -> None:
+    def drop_tasks_of(self, conn: ServerConnection) -> None:
         """A driver left: nobody will ever ask for its tasks' results, so its tasks (and
         theirs) are cancelled, as Ray ends a job's tasks when its driver exits. Waiting
         ones would otherwise hold their place in the queue for ever."""
         mine = [
             rec.spec.task_id
-            for rec in self.tasks.values()
+            for rec in self.tasks.tasks.values()
             if rec.spec.owner == conn.conn_id and rec.spec.kind == p.TASK
         ]
         self._cancel_many(mine, force=False, recursive=True)
@@ -62,7 +67,7 @@ class Cancellation:
         """
         matching = [
             rec.spec.task_id
-            for rec in self.tasks.values()
+            for rec in self.tasks.tasks.values()
             if rec.spec.cell_id == msg.cell_id
             and rec.spec.job_id == msg.job_id
             and rec.spec.kind != p.ACTOR_CREATION
@@ -80,7 +85,7 @@ class Cancellation:
         (a pass per task made cancelling a driver's 60,000 tasks take minutes)."""
         if recursive:
             children: dict[bytes, list[bytes]] = {}
-            for rec in self.tasks.values():
+            for rec in self.tasks.tasks.values():
                 if rec.spec.parent_task is not None:
                     children.setdefault(rec.spec.parent_task, []).append(rec.spec.task_id)
             order: list[bytes] = []
@@ -97,7 +102,7 @@ class Cancellation:
             task_ids = order
         queued = [
             rec
-            for rec in (self.tasks.get(task_id) for task_id in task_ids)
+            for rec in (self.tasks.tasks.get(task_id) for task_id in task_ids)
             if rec is not None
             and rec.state == PENDING_RESOURCES
             and rec.spec.kind != p.ACTOR_METHOD
@@ -109,30 +114,27 @@ class Cancellation:
             self._cancel_one(task_id, force, recursive, dequeued)
 
     def _cancel_one(self, task_id: bytes, force: bool, recursive: bool, dequeued: set[int]) -> None:
-        rec = self.tasks.get(task_id)
+        rec = self.tasks.tasks.get(task_id)
         if rec is None:
             return
         rec.cancelled = True
         error = TaskCancelledError(rec.spec.name)
         if rec.spec.kind == p.ACTOR_METHOD and rec.state != "running":
-            self.unqueue_actor_call(rec)
+            self.actors.unqueue_actor_call(rec)
         if rec.state == PENDING_ARGS:
-            for oid in rec.spec.deps:
-                waiters = self.waiting_on.get(oid)
-                if waiters and rec in waiters:
-                    waiters.remove(rec)
-            self._fail(rec, error)
+            self.tasks.unwait(rec)
+            self.tasks.fail(rec, error)
         elif rec.state == PENDING_RESOURCES:
             if rec.spec.kind != p.ACTOR_METHOD and id(rec) not in dequeued:
                 self.ready.remove(rec)
-            self._fail(rec, error)
-        elif spec_id_forwarded := self.forwarded.get(task_id):
+            self.tasks.fail(rec, error)
+        elif spec_id_forwarded := self.peers.forwarded.get(task_id):
             spec_id_forwarded.link.send(
                 p.CancelRequest(object_id_for(task_id, 0), force, recursive)
             )
         elif rec.worker is not None:
             if force:
                 rec.force_cancel = True
-                self._kill_worker(rec.worker)
+                self.pool.kill(rec.worker)
             else:
                 rec.worker.conn.send(p.CancelTask(task_id, False))

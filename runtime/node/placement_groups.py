@@ -1,6 +1,6 @@
 """Placement groups: bundles of resources reserved together, for tasks and actors to use.
 
-A mixin of :class:`manager.NodeManager`; every method runs on its event loop. The
+A component of the node manager (:mod:`manager`); every method runs on its event loop. The
 resource names a reserved group adds are in :mod:`jupyter_ray.runtime.placement`.
 
 A group is reserved whole on the node whose process created it, when the sum of its
@@ -22,13 +22,16 @@ from ..exceptions import RaySystemError
 from ..ids import object_id_for
 from ..placement import group_resources
 from ..serialization import serialize
+from .records import TaskRecord
 from .scheduler import Grant
 
 if TYPE_CHECKING:
     from ..transport import ServerConnection
-    from .manager import TaskRecord, WorkerState
-    from .objects import ObjectTable
+    from .actor_manager import ActorManager
+    from .object_manager import ObjectManager
     from .scheduler import ReadyQueue, ResourceLedger
+    from .tasks import Tasks
+    from .worker_pool import WorkerPool
 
 PENDING, CREATED, REMOVED = "PENDING", "CREATED", "REMOVED"
 PG_QUERIES = frozenset({"pg_create", "pg_remove", "pg_table", "pg_get"})
@@ -67,20 +70,25 @@ class PlacementGroupRecord:
 class PlacementGroups:
     """Placement-group handlers of the node manager; see the module docstring."""
 
-    ledger: ResourceLedger
-    ready: ReadyQueue
-    objects: ObjectTable
-    workers: dict[int, WorkerState]
-    groups: dict[bytes, PlacementGroupRecord]
-    pending_groups: list[PlacementGroupRecord]  # oldest first
-
-    if TYPE_CHECKING:
-
-        def _sealed(self, object_id: bytes, payload: p.Payload, contained: list[bytes]) -> None: ...
-        def _fail(self, rec: TaskRecord, error: BaseException) -> None: ...
-        def _kill_worker(self, worker: WorkerState, sig: int = ...) -> None: ...
-        def _dispatch_tasks(self) -> None: ...
-        def _actor_dead(self, record: Any, cause: str) -> None: ...
+    def __init__(
+        self,
+        ledger: ResourceLedger,
+        ready: ReadyQueue,
+        objects: ObjectManager,
+        pool: WorkerPool,
+        tasks: Tasks,
+        actors: ActorManager,
+        groups: dict[bytes, PlacementGroupRecord],
+        pending_groups: list[PlacementGroupRecord],
+    ) -> None:
+        self.ledger = ledger
+        self.ready = ready
+        self.objects = objects
+        self.pool = pool
+        self.tasks = tasks
+        self.actors = actors
+        self.groups = groups
+        self.pending_groups = pending_groups  # oldest first
 
     def pg_query(self, conn: ServerConnection, what: str, arg: Any) -> Any:
         if what == "pg_create":
@@ -127,9 +135,9 @@ class PlacementGroups:
         )
         self.groups[pg_id] = rec
         self.pending_groups.append(rec)
-        self.objects.create(rec.ready_id, conn.conn_id)  # the creator's ref to ready()
+        self.objects.objects.create(rec.ready_id, conn.conn_id)  # the creator's ref to ready()
         if not self.reserve_groups():
-            self._dispatch_tasks()
+            self.tasks.dispatch()
         return None
 
     def reserve_groups(self, dispatch: bool = True) -> bool:
@@ -158,10 +166,10 @@ class PlacementGroups:
                 self.ledger.add(rec.added)
                 rec.state = CREATED
                 self.pending_groups.remove(rec)
-                self._sealed(rec.ready_id, _payload(True), [])
+                self.objects.sealed(rec.ready_id, _payload(True), [])
                 done = True
         if done and dispatch:
-            self._dispatch_tasks()
+            self.tasks.dispatch()
         return done
 
     def group_gpu_ids(self, demand: dict[str, float]) -> list[int]:
@@ -188,37 +196,38 @@ class PlacementGroups:
         )
         if was == PENDING:
             self.pending_groups.remove(rec)
-            self._sealed(rec.ready_id, _payload(error, error=True), [])
+            self.objects.sealed(rec.ready_id, _payload(error, error=True), [])
             return
         keys = set(rec.added)
-        for worker in list(self.workers.values()):
+        for worker in list(self.pool.workers.values()):
             task = worker.task
             if task is not None and task.grant is not None and keys & set(task.grant.demand):
                 worker.task = None
                 self.ledger.release(task.grant)
                 task.grant = None
-                self._fail(task, error)
-                self._kill_worker(worker)
+                self.tasks.fail(task, error)
+                self.pool.kill(worker)
             actor = worker.actor
             if actor is not None and keys & set(actor.spec.resources):  # placed in the group
                 actor.no_restart = True
                 actor.death_cause = f"its placement group is gone: {why}"
-                self._kill_worker(worker)
+                self.pool.kill(worker)
         for demand, queue in self.ready.shapes():
             if keys & set(demand):
                 while queue:
-                    waiting: Any = self.ready.popleft(queue)
+                    waiting = self.ready.popleft(queue)
+                    assert isinstance(waiting, TaskRecord)
                     if waiting.actor is not None and waiting.spec.actor_id == waiting.spec.task_id:
                         waiting.actor.no_restart = True  # its creation waited for the group
-                        self._actor_dead(waiting.actor, f"its placement group is gone: {why}")
+                        self.actors.actor_dead(waiting.actor, f"its placement group is gone: {why}")
                     else:
-                        self._fail(waiting, error)
+                        self.tasks.fail(waiting, error)
         self.ledger.remove(rec.added)
         for grant in rec.grants:
             self.ledger.release(grant)
         rec.grants = []
         self.reserve_groups(dispatch=False)
-        self._dispatch_tasks()
+        self.tasks.dispatch()
 
     def groups_owner_gone(self, conn_id: int) -> None:
         for rec in list(self.groups.values()):

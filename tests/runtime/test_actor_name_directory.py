@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from jupyter_ray.runtime import protocol as p
-from jupyter_ray.runtime.node.cluster_actors import ActorNameDirectory
+from jupyter_ray.runtime.node.cluster_directory import ActorNameDirectory
 
 
 def _info(actor_id: bytes, name: str | None = None, namespace: str = "default") -> p.ActorInfo:

@@ -1,0 +1,88 @@
+"""The records the node manager's components share: a worker process, a task, a task
+forwarded to another node, and the small helpers that read them.
+
+Plain data, below every component (no module of the node imports a component from
+here). Everything runs on the node manager's event loop.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .. import protocol as p
+from ..serialization import serialize
+from ..state_schema import PENDING_ARGS
+from .actors import ActorRecord
+from .scheduler import Grant
+
+if TYPE_CHECKING:
+    from ..transport import ServerConnection
+    from .peer_link import PeerLink
+
+
+@dataclass(slots=True, eq=False)
+class WorkerState:
+    """A worker process connected to this node."""
+
+    conn: ServerConnection
+    pid: int
+    worker_id: str
+    functions: set[bytes] = field(default_factory=set)
+    task: TaskRecord | None = None
+    lent_cpus: float = 0.0
+    idle_since: float = field(default_factory=time.monotonic)
+    exiting: bool = False
+    actor: ActorRecord | None = None  # set while the worker is dedicated to an actor
+    # Whether it has run work that used GPUs (None: nothing yet). As in Ray, GPU and CPU
+    # work never share a process: a library that opened a GPU keeps it (and its memory)
+    # for the life of the process.
+    gpu: bool | None = None
+
+
+@dataclass(slots=True, eq=False)
+class TaskRecord:
+    """A task this node is responsible for, from submission to its last result."""
+
+    spec: p.TaskSpec
+    missing: int = 0
+    state: str = PENDING_ARGS  # PENDING_ARGS, PENDING_RESOURCES, then SCHEDULED
+    times: dict[str, float] = field(default_factory=dict)
+    attempt: int = 0
+    owner_pid: int = 0
+    worker_pid: int | None = None
+    node_id: str | None = None  # the node it was forwarded to; None: this one
+    error_type: str | None = None
+    error_message: str | None = None
+    ended: float = 0.0
+    worker: WorkerState | None = None
+    grant: Grant | None = None
+    retries_left: int = 0
+    cancelled: bool = False
+    force_cancel: bool = False
+    actor: ActorRecord | None = None
+    items: int = 0  # a streaming generator's: how many values it has reported
+
+
+@dataclass(slots=True, eq=False)
+class Forwarded:
+    """A task this node sent to another node, and what it is waiting for."""
+
+    rec: TaskRecord
+    node_id: str
+    link: PeerLink
+    pushed: list[bytes]
+    results: dict[bytes, p.Payload] = field(default_factory=dict)
+    contained: dict[bytes, list[bytes]] = field(default_factory=dict)  # refs in each result
+
+
+def error_payload(error: BaseException) -> p.Payload:
+    """An exception as a stored value: what ``get`` raises."""
+    data = serialize(error).to_bytes()
+    return p.Payload(data=data, size=len(data), error=True)
+
+
+def uses_group_gpu(demand: dict[str, float]) -> bool:
+    """Whether a demand takes a placement group's GPUs."""
+    return any(k.startswith("GPU_group_") and v > 0 for k, v in demand.items())
