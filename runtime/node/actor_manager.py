@@ -21,9 +21,8 @@ from ..direct import endpoint_path
 from ..exceptions import ActorDiedError, RayActorError
 from ..ids import object_id_for
 from ..serialization import deserialize
-from ..state_schema import PENDING_ARGS, PENDING_RESOURCES, SCHEDULED
 from .actors import ALIVE, DEAD, RESTARTING, ActorDirectory, ActorRecord, alive_cookie
-from .records import TaskRecord, WorkerState
+from .records import TaskRecord, TaskStatus, WorkerState
 
 if TYPE_CHECKING:
     from ..feed import ChangeFeed
@@ -241,7 +240,7 @@ class ActorManager:
             done = self.direct_early.pop(spec.task_id, None)
             worker = record.worker
             if done is not None:  # the worker's report came first
-                self.tasks.mark(rec, SCHEDULED, done.started)
+                self.tasks.mark(rec, TaskStatus.SCHEDULED, done.started)
                 self.tasks.take_report(rec, done)
                 self.actor_task_done(rec, done)
                 self._release_contained(done)
@@ -250,7 +249,7 @@ class ActorManager:
             elif record.state == ALIVE and worker is not None and worker.worker_id == worker_id:
                 rec.worker = worker
                 rec.worker_pid = worker.pid
-                self.tasks.mark(rec, SCHEDULED)
+                self.tasks.mark(rec, TaskStatus.SCHEDULED)
                 record.inflight[spec.task_id] = rec
             else:  # the process it went to died before answering; the call with it
                 lost.setdefault(record.actor_id, []).append(rec)
@@ -360,7 +359,7 @@ class ActorManager:
             if rec.retries_left > 0:
                 rec.retries_left -= 1
                 rec.attempt += 1
-                rec.state = PENDING_RESOURCES
+                rec.state = TaskStatus.PENDING_RESOURCES
                 record.queues.setdefault(rec.spec.owner, deque()).appendleft(rec)
             else:
                 self.tasks.fail(
@@ -377,9 +376,9 @@ class ActorManager:
         if creation is not None and creation.spec.kind == p.ACTOR_CREATION:
             # not placed yet, or its constructor is running: drop that attempt
             del self.tasks.tasks[record.actor_id]
-            if creation.state == PENDING_RESOURCES:
+            if creation.state == TaskStatus.PENDING_RESOURCES:
                 self.ready.remove(creation)
-            elif creation.state == PENDING_ARGS:
+            elif creation.state == TaskStatus.PENDING_ARGS:
                 for oid in creation.spec.deps:
                     waiters = self.tasks.waiting_on.get(oid)
                     if waiters and creation in waiters:
@@ -493,7 +492,7 @@ class ActorManager:
                     "actor_id": r.actor_id.hex(),
                     "class_name": r.options.class_name,
                     "name": r.options.name,
-                    "state": r.state,
+                    "state": r.state.value,
                     "pid": r.pid,
                     "restarts": r.restarts,
                     "death_cause": r.death_cause or None,

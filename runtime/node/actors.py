@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import ActorInfo, ActorOptions, Payload, TaskSpec
@@ -17,10 +18,20 @@ from ..serialization import serialize
 if TYPE_CHECKING:
     from .scheduler import Grant
 
-PENDING = "PENDING_CREATION"
-ALIVE = "ALIVE"
-RESTARTING = "RESTARTING"
-DEAD = "DEAD"
+
+class ActorStatus(str, Enum):
+    """An actor's state; the values are the state API's strings (``ActorState.state``)."""
+
+    PENDING = "PENDING_CREATION"
+    ALIVE = "ALIVE"
+    RESTARTING = "RESTARTING"
+    DEAD = "DEAD"
+
+
+PENDING = ActorStatus.PENDING
+ALIVE = ActorStatus.ALIVE
+RESTARTING = ActorStatus.RESTARTING
+DEAD = ActorStatus.DEAD
 
 _NONE = serialize(None).to_bytes()
 
@@ -37,7 +48,7 @@ class ActorRecord:
     spec: TaskSpec  # the creation task, kept to restart the actor
     options: ActorOptions
     owner: int
-    state: str = PENDING
+    state: ActorStatus = PENDING
     worker: Any = None  # records.WorkerState while the actor has a process
     pid: int = 0
     grant: Grant | None = None

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from .. import protocol as p
 from ..exceptions import TaskCancelledError
 from ..ids import object_id_for, task_id_of
-from ..state_schema import PENDING_ARGS, PENDING_RESOURCES
+from .records import TaskStatus
 
 if TYPE_CHECKING:
     from ..transport import ServerConnection
@@ -104,7 +104,7 @@ class Cancellation:
             rec
             for rec in (self.tasks.tasks.get(task_id) for task_id in task_ids)
             if rec is not None
-            and rec.state == PENDING_RESOURCES
+            and rec.state == TaskStatus.PENDING_RESOURCES
             and rec.spec.kind != p.ACTOR_METHOD
         ]
         if len(queued) > 1:
@@ -119,12 +119,12 @@ class Cancellation:
             return
         rec.cancelled = True
         error = TaskCancelledError(rec.spec.name)
-        if rec.spec.kind == p.ACTOR_METHOD and rec.state != "running":
+        if rec.spec.kind == p.ACTOR_METHOD and rec.state is not TaskStatus.RUNNING:
             self.actors.unqueue_actor_call(rec)
-        if rec.state == PENDING_ARGS:
+        if rec.state == TaskStatus.PENDING_ARGS:
             self.tasks.unwait(rec)
             self.tasks.fail(rec, error)
-        elif rec.state == PENDING_RESOURCES:
+        elif rec.state == TaskStatus.PENDING_RESOURCES:
             if rec.spec.kind != p.ACTOR_METHOD and id(rec) not in dequeued:
                 self.ready.remove(rec)
             self.tasks.fail(rec, error)

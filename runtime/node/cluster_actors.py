@@ -40,10 +40,9 @@ from .. import protocol as p
 from ..exceptions import RayActorError, RaySystemError
 from ..ids import object_id_for
 from ..serialization import deserialize, serialize
-from ..state_schema import SCHEDULED
 from .actors import ALIVE, DEAD, ActorDirectory, ActorRecord, alive_cookie
 from .peers import LINK_ERRORS
-from .records import Forwarded, TaskRecord
+from .records import Forwarded, TaskRecord, TaskStatus
 
 if TYPE_CHECKING:
     from ..feed import ChangeFeed
@@ -242,7 +241,7 @@ class ClusterActors:
     # --- placement: the creation goes to another node ---------------------------------
 
     def forward_creation(self, rec: TaskRecord, node_id: str) -> None:
-        self.tasks.mark(rec, SCHEDULED)
+        self.tasks.mark(rec, TaskStatus.SCHEDULED)
         rec.worker_pid = None
         rec.node_id = node_id
         self.spawn(self._forward_creation(rec, node_id))
@@ -356,7 +355,7 @@ class ClusterActors:
                 )
                 continue
             record.inflight[rec.spec.task_id] = rec
-            self.tasks.mark(rec, SCHEDULED)
+            self.tasks.mark(rec, TaskStatus.SCHEDULED)
             record.outbox.append(rec)
         if record.outbox and not record.sending:
             record.sending = True

@@ -15,15 +15,14 @@ from typing import TYPE_CHECKING, Any
 from .. import protocol as p
 from ..exceptions import ObjectStoreFullError
 from ..serialization import serialize
-from ..state_schema import PENDING_ARGS
 from .object_store import ObjectStore
 from .objects import ObjectEntry
+from .records import TaskRecord, TaskStatus
 from .transfer import CHUNKED, Transfers, should_chunk
 
 if TYPE_CHECKING:
     from ..feed import ChangeFeed
     from ..transport import ServerConnection
-    from .records import TaskRecord
 
 
 def _unwired(rec: TaskRecord) -> None:
@@ -87,7 +86,7 @@ class ObjectManager:
                 fut.set_result(None)
         for rec in self.waiting_on.pop(object_id, ()):
             rec.missing -= 1
-            if rec.missing == 0 and rec.state == PENDING_ARGS:
+            if rec.missing == 0 and rec.state == TaskStatus.PENDING_ARGS:
                 self.deps_ready(rec)
 
     def deliver(self, conn: ServerConnection, entry: ObjectEntry, want_value: bool) -> None:

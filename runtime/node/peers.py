@@ -30,10 +30,9 @@ from .. import protocol as p
 from ..exceptions import ObjectLostError, WorkerCrashedError
 from ..ids import object_id_for
 from ..serialization import serialize
-from ..state_schema import SCHEDULED
 from .cluster import HEARTBEAT
 from .peer_link import PeerLink, link_factory, link_source, release_push
-from .records import Forwarded, TaskRecord
+from .records import Forwarded, TaskRecord, TaskStatus
 from .transfer import CHUNKED
 
 if TYPE_CHECKING:
@@ -232,7 +231,7 @@ class Peers:
         if rec.spec.kind == p.ACTOR_CREATION:
             self.routes.forward_creation(rec, node_id)
             return
-        self.tasks.mark(rec, SCHEDULED)
+        self.tasks.mark(rec, TaskStatus.SCHEDULED)
         rec.worker_pid = None
         rec.node_id = node_id
         self.spawn(self._forward(rec, node_id))

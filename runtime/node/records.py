@@ -9,17 +9,35 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import TYPE_CHECKING
 
 from .. import protocol as p
+from .. import state_schema as schema
 from ..serialization import serialize
-from ..state_schema import PENDING_ARGS
 from .actors import ActorRecord
 from .scheduler import Grant
 
 if TYPE_CHECKING:
     from ..transport import ServerConnection
     from .peer_link import PeerLink
+
+
+class TaskStatus(str, Enum):
+    """Where a task is, in the order it normally goes through them.
+
+    A ``str`` enum whose values are the state API's strings (``state_schema``): records
+    sent to clients carry ``.value``, so the feed's JSON and the REST API read the same
+    strings as before.
+    """
+
+    PENDING_ARGS = schema.PENDING_ARGS  # waiting for ObjectRef arguments to be ready
+    PENDING_RESOURCES = schema.PENDING_RESOURCES  # waiting for resources or a worker
+    SCHEDULED = schema.SCHEDULED  # sent to a worker (or queued in its actor)
+    RUNNING = schema.RUNNING  # the worker started it (reported once it ran 0.1 s)
+    FINISHED = schema.FINISHED
+    FAILED = schema.FAILED
+    CANCELLED = schema.CANCELLED
 
 
 @dataclass(slots=True, eq=False)
@@ -47,8 +65,8 @@ class TaskRecord:
 
     spec: p.TaskSpec
     missing: int = 0
-    state: str = PENDING_ARGS  # PENDING_ARGS, PENDING_RESOURCES, then SCHEDULED
-    times: dict[str, float] = field(default_factory=dict)
+    state: TaskStatus = TaskStatus.PENDING_ARGS
+    times: dict[TaskStatus, float] = field(default_factory=dict)  # when it entered each
     attempt: int = 0
     owner_pid: int = 0
     worker_pid: int | None = None

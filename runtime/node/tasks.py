@@ -22,16 +22,7 @@ from .. import protocol as p
 from ..exceptions import TaskCancelledError, WorkerCrashedError
 from ..ids import object_id_for
 from ..labels import MARKER, choose, describe
-from ..state_schema import (
-    CANCELLED,
-    FAILED,
-    FINISHED,
-    PENDING_ARGS,
-    PENDING_RESOURCES,
-    RUNNING,
-    SCHEDULED,
-)
-from .records import TaskRecord, WorkerState, error_payload, uses_group_gpu
+from .records import TaskRecord, TaskStatus, WorkerState, error_payload, uses_group_gpu
 from .state_view import task_state
 
 if TYPE_CHECKING:
@@ -123,7 +114,7 @@ class Tasks:
         conn = self.conns.get(conn_id)
         return conn.pid if conn is not None else 0
 
-    def mark(self, rec: TaskRecord, state: str, when: float | None = None) -> None:
+    def mark(self, rec: TaskRecord, state: TaskStatus, when: float | None = None) -> None:
         """Record a task's state transition, for the state API and the feed."""
         rec.state = state
         if not self.recording:
@@ -163,7 +154,7 @@ class Tasks:
         self.tasks[spec.task_id] = rec
         self.history.submitted += 1
         rec.owner_pid = self.pid_of(spec.owner)
-        self.mark(rec, PENDING_ARGS)
+        self.mark(rec, TaskStatus.PENDING_ARGS)
         for oid in spec.deps:
             entry = self.table.get(oid)
             if entry is None or entry.payload is None:
@@ -178,7 +169,7 @@ class Tasks:
             self.enqueue(rec)
 
     def enqueue(self, rec: TaskRecord) -> None:
-        self.mark(rec, PENDING_RESOURCES)
+        self.mark(rec, TaskStatus.PENDING_RESOURCES)
         demand = rec.spec.resources
         if not self.ledger.feasible(demand) and not self.membership.feasible_somewhere(demand):
             self._infeasible(rec)
@@ -277,7 +268,7 @@ class Tasks:
 
     def send_task(self, rec: TaskRecord, worker: WorkerState, gpu_ids: list[int]) -> None:
         spec = rec.spec
-        self.mark(rec, SCHEDULED)
+        self.mark(rec, TaskStatus.SCHEDULED)
         rec.worker = worker
         rec.worker_pid = worker.pid
         rec.node_id = None
@@ -339,7 +330,7 @@ class Tasks:
     def take_report(self, rec: TaskRecord, msg: p.TaskDone) -> None:
         """Record what a worker's report says of a task: start, end, error."""
         if msg.started:
-            self.mark(rec, RUNNING, msg.started)
+            self.mark(rec, TaskStatus.RUNNING, msg.started)
         rec.error_type = msg.error_type
         rec.error_message = msg.error_message
         rec.ended = msg.ended
@@ -349,8 +340,8 @@ class Tasks:
         forwarded to): show them RUNNING here, and on the node they came from."""
         for task_id, started in msg.started:
             rec = self.tasks.get(task_id)
-            if rec is not None and rec.state == SCHEDULED:
-                self.mark(rec, RUNNING, started)
+            if rec is not None and rec.state == TaskStatus.SCHEDULED:
+                self.mark(rec, TaskStatus.RUNNING, started)
                 owner = self.conns.get(rec.spec.owner)
                 if owner is not None and owner.role == "peer":
                     owner.send(p.TaskStarted([(task_id, started)]))
@@ -412,11 +403,11 @@ class Tasks:
     def record_done(self, rec: TaskRecord, results: list[p.Payload]) -> None:
         """Move a finished task to the history, in its final state."""
         if rec.cancelled or rec.error_type == "TaskCancelledError":
-            state = CANCELLED
+            state = TaskStatus.CANCELLED
         elif rec.error_type is not None or any(r.error for r in results):
-            state = FAILED
+            state = TaskStatus.FAILED
         else:
-            state = FINISHED
+            state = TaskStatus.FINISHED
         self.mark(rec, state, rec.ended or None)
         if not self.recording:
             return
