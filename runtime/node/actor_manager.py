@@ -13,23 +13,23 @@ from __future__ import annotations
 
 import os
 import signal
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from .. import protocol as p
 from ..direct import endpoint_path
-from ..exceptions import ActorDiedError, RayActorError
+from ..exceptions import RayActorError
 from ..ids import object_id_for
 from ..serialization import deserialize
-from .actors import ALIVE, DEAD, RESTARTING, ActorDirectory, ActorRecord, alive_cookie
-from .records import TaskRecord, TaskStatus, WorkerState
+from .actors import ALIVE, DEAD, ActorDirectory, ActorRecord, alive_cookie
+from .records import TaskRecord, TaskStatus
+from .task_machine import actor_death_error
 
 if TYPE_CHECKING:
     from ..feed import ChangeFeed
     from ..transport import ServerConnection
     from .cluster_actors import ClusterActors
     from .object_manager import ObjectManager
-    from .scheduler import Grant, ReadyQueue, ResourceLedger
+    from .scheduler import ReadyQueue, ResourceLedger
     from .tasks import Tasks
     from .worker_pool import WorkerPool
 
@@ -102,24 +102,7 @@ class ActorManager:
         for oid in spec.deps + spec.nested_refs:
             self.table.hold(oid)
         conn.send(p.ActorCreated(msg.req_id, record.info()))
-        self._schedule_creation(record, TaskRecord(spec))
-
-    def _schedule_creation(self, record: ActorRecord, rec: TaskRecord) -> None:
-        rec.actor = record
-        rec.retries_left = 0
-        self.tasks.track(rec)
-        if rec.missing == 0:
-            self.tasks.enqueue(rec)
-
-    def place_actor(self, record: ActorRecord, worker: WorkerState, grant: Grant) -> None:
-        """The creation task got resources and a worker: dedicate the worker."""
-        worker.actor = record
-        worker.task = None
-        record.worker = worker
-        record.pid = worker.pid
-        record.grant = grant
-        self.feed.touch("actors", record.actor_id.hex())
-        self.pool.maintain()
+        self.tasks.schedule_creation(record, TaskRecord(spec))
 
     def actor_task_done(self, rec: TaskRecord, msg: p.TaskDone) -> None:
         record = rec.actor
@@ -131,7 +114,7 @@ class ActorManager:
             record.inflight.pop(rec.spec.task_id, None)
             for payload in msg.results:
                 self.store.release_payload(payload)
-            self._calls_lost(record, [rec], "")
+            self.tasks.calls_lost(record, [rec], "")
             self.pump_actor(record)
         else:
             record.inflight.pop(rec.spec.task_id, None)
@@ -165,7 +148,7 @@ class ActorManager:
         record.state = ALIVE
         entry = self.table.get(record.cookie)
         if entry is not None and entry.payload is None:
-            # through _sealed: an owner on another node subscribed to learn it is alive
+            # through sealed(): an owner on another node subscribed to learn it is alive
             self.objects.sealed(record.cookie, alive_cookie(), [])
         self.pump_actor(record)
 
@@ -255,7 +238,7 @@ class ActorManager:
                 lost.setdefault(record.actor_id, []).append(rec)
         for actor_id, recs in lost.items():
             record = self.directory.actors[actor_id]
-            self._calls_lost(record, recs, record.death_cause or "its worker process died")
+            self.tasks.calls_lost(record, recs, record.death_cause or "its worker process died")
             self.pump_actor(record)
 
     def direct_done_early(self, msg: p.TaskDone) -> None:
@@ -318,58 +301,9 @@ class ActorManager:
     def actor_process_lost(
         self, record: ActorRecord, exit_code: int | None, cause: str | None = None
     ) -> None:
-        """The actor's process died, or (``cause`` given) the node hosting it."""
-        self.feed.touch("actors", record.actor_id.hex())
-        if record.grant is not None:
-            self.ledger.release(record.grant)
-            record.grant = None
-        record.worker = None
-        inflight = list(record.inflight.values())
-        record.inflight.clear()
-        creation = self.tasks.tasks.get(record.actor_id)
-        if creation is not None and creation.spec.kind == p.ACTOR_CREATION:
-            self.tasks.tasks.pop(record.actor_id, None)
-            self.tasks.release_holds(creation.spec)
-        if record.state == DEAD:
-            return
-        if record.exiting_reason:
-            cause = record.exiting_reason
-        elif record.no_restart:
-            cause = record.death_cause or "it was killed with jupyter_ray.kill()"
-        elif cause is None:
-            code = f" with exit code {exit_code}" if exit_code is not None else ""
-            cause = f"its worker process (pid {record.pid}) died{code}"
-        limit = record.options.max_restarts
-        can_restart = not record.no_restart and not record.exiting_reason
-        can_restart = can_restart and (limit < 0 or record.restarts < limit)
-        if not can_restart:
-            for rec in inflight:
-                self.tasks.fail(rec, self.death_error(record, cause))
-            self.actor_dead(record, cause)
-            return
-        record.state = RESTARTING
-        record.restarts += 1
-        self._calls_lost(record, inflight, cause)
-        self._schedule_creation(record, TaskRecord(record.spec))
-
-    def _calls_lost(self, record: ActorRecord, recs: list[TaskRecord], cause: str) -> None:
-        """Calls that died with the actor's process: queue them again, at the front of
-        their callers' queues, while ``max_task_retries`` allows; fail the others."""
-        for rec in reversed(recs):
-            if rec.retries_left > 0:
-                rec.retries_left -= 1
-                rec.attempt += 1
-                rec.state = TaskStatus.PENDING_RESOURCES
-                record.queues.setdefault(rec.spec.owner, deque()).appendleft(rec)
-            else:
-                self.tasks.fail(
-                    rec,
-                    RayActorError(
-                        f"The actor {record.options.class_name} died while running "
-                        f"{rec.spec.name}(): {cause}. It is restarting; the call was not "
-                        "retried because max_task_retries is 0."
-                    ),
-                )
+        """The actor's process died, or (``cause`` given) the node hosting it: the task
+        state machine restarts it, or asks :meth:`actor_dead`."""
+        self.tasks.actor_lost(record, exit_code, cause)
 
     def actor_dead(self, record: ActorRecord, cause: str) -> None:
         creation = self.tasks.tasks.get(record.actor_id)
@@ -379,10 +313,7 @@ class ActorManager:
             if creation.state == TaskStatus.PENDING_RESOURCES:
                 self.ready.remove(creation)
             elif creation.state == TaskStatus.PENDING_ARGS:
-                for oid in creation.spec.deps:
-                    waiters = self.tasks.waiting_on.get(oid)
-                    if waiters and creation in waiters:
-                        waiters.remove(creation)
+                self.tasks.unwait(creation)
             self.tasks.release_holds(creation.spec)
         self.directory.mark_dead(record, cause)
         self.feed.touch("actors", record.actor_id.hex())
@@ -403,19 +334,12 @@ class ActorManager:
                 self.tasks.fail(rec, self.death_error(record))
         record.outbox.clear()
         for rec in self.directory.drain(record):
-            for oid in rec.spec.deps:
-                waiters = self.tasks.waiting_on.get(oid)
-                if waiters and rec in waiters:
-                    waiters.remove(rec)
+            self.tasks.unwait(rec)
             self.tasks.fail(rec, self.death_error(record))
         self._maybe_forget(record)
 
     def death_error(self, record: ActorRecord, cause: str | None = None) -> BaseException:
-        return ActorDiedError(
-            f"The actor {record.options.class_name} ({record.actor_id.hex()[:12]}) is dead: "
-            f"{cause or record.death_cause}.",
-            cause=record.death_error,
-        )
+        return actor_death_error(record, cause)
 
     def handles_gone(self, record: ActorRecord) -> None:
         """The cookie was freed: no handle and no pending call refers to the actor."""

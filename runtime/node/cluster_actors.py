@@ -241,9 +241,7 @@ class ClusterActors:
     # --- placement: the creation goes to another node ---------------------------------
 
     def forward_creation(self, rec: TaskRecord, node_id: str) -> None:
-        self.tasks.mark(rec, TaskStatus.SCHEDULED)
-        rec.worker_pid = None
-        rec.node_id = node_id
+        """Host the actor on ``node_id`` (the state machine placed its creation there)."""
         self.spawn(self._forward_creation(rec, node_id))
 
     async def _forward_creation(self, rec: TaskRecord, node_id: str) -> None:

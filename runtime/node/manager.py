@@ -53,7 +53,7 @@ from .peers import Peers
 from .placement_groups import PlacementGroupRecord, PlacementGroups
 from .processes import SOCKET_NAME, worker_environment
 from .queries import Queries
-from .records import TaskRecord
+from .records import Forwarded, TaskRecord
 from .scheduler import ReadyQueue, ResourceLedger
 from .state_view import StateView
 from .tasks import Tasks
@@ -123,6 +123,7 @@ class NodeManager:
         self.telemetry = Telemetry()
         self.groups: dict[bytes, PlacementGroupRecord] = {}
         self.pending_groups: list[PlacementGroupRecord] = []
+        self.forwarded: dict[bytes, Forwarded] = {}  # tasks sent to other nodes
         waiting_on: dict[bytes, list[TaskRecord]] = {}
 
         # --- the components, each built on those below it ---
@@ -149,16 +150,21 @@ class NodeManager:
             self.object_manager,
             self.pool,
             self.membership,
+            self.forwarded,
             self.conns,
             self.actors,
             self.history,
             self.feed,
             task_history >= 0,  # -1 turns task recording off (benchmarks)
-            self.groups,
-            self.pending_groups,
         )
         self.peers = Peers(
-            token, self.membership, self.tasks, self.object_manager, self.conns, spawn
+            token,
+            self.membership,
+            self.tasks,
+            self.object_manager,
+            self.forwarded,
+            self.conns,
+            spawn,
         )
         self.cluster_actors = ClusterActors(
             self.membership,
@@ -192,9 +198,7 @@ class NodeManager:
             self.groups,
             self.pending_groups,
         )
-        self.cancellation = Cancellation(
-            self.tasks, self.ready, self.peers, self.actor_manager, self.pool
-        )
+        self.cancellation = Cancellation(self.tasks)
         self.generator_items = GeneratorItems(self.tasks.tasks, self.object_manager, self.conns)
         self.state = StateView(
             self.membership,
@@ -217,14 +221,15 @@ class NodeManager:
             self.actor_manager,
             self.cluster_actors,
             self.placement_groups,
+            self.tasks.machine.validate,
         )
 
         # --- calls upwards, to components built after the one that makes them ---
         self.store.handles_gone = self.actor_manager.handles_gone
         self.object_manager.deps_ready = self.tasks.deps_ready
-        self.pool.dispatch = self.tasks.dispatch
+        self.pool.never_came = self.tasks.worker_never_came
         self.membership.dispatch = self.tasks.dispatch
-        self.tasks.wire(self.actor_manager, self.placement_groups, self.peers.forward)
+        self.tasks.wire(self.actor_manager, self.placement_groups, self.peers)
         self.peers.wire(self.cluster_actors)
         self.cluster_actors.wire(self.actor_manager)
 

@@ -27,12 +27,12 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import protocol as p
-from ..exceptions import ObjectLostError, WorkerCrashedError
+from ..exceptions import ObjectLostError
 from ..ids import object_id_for
 from ..serialization import serialize
 from .cluster import HEARTBEAT
 from .peer_link import PeerLink, link_factory, link_source, release_push
-from .records import Forwarded, TaskRecord, TaskStatus
+from .records import Forwarded, TaskRecord
 from .transfer import CHUNKED
 
 if TYPE_CHECKING:
@@ -66,6 +66,7 @@ class Peers:
         membership: Membership,
         tasks: Tasks,
         objects: ObjectManager,
+        forwarded: dict[bytes, Forwarded],
         conns: dict[int, ServerConnection],
         spawn: Callable[[Awaitable[Any]], None],
     ) -> None:
@@ -78,7 +79,7 @@ class Peers:
         self.conns = conns
         self.spawn = spawn
         self.linking: dict[str, asyncio.Future[PeerLink]] = {}
-        self.forwarded: dict[bytes, Forwarded] = {}
+        self.forwarded = forwarded  # task id -> a task sent to another node
         # node id -> objects a result from there referred to, not arrived yet
         self.awaited_from: dict[str, set[bytes]] = {}
 
@@ -156,22 +157,8 @@ class Peers:
             view.alive = False
         for fwd in lost:
             del self.forwarded[fwd.rec.spec.task_id]
-            rec = fwd.rec
-            if rec.actor is not None:
-                continue  # actor creations and calls: below
-            if rec.retries_left > 0 and not rec.cancelled:
-                rec.retries_left -= 1
-                rec.attempt += 1
-                log.warning("node %s died; retrying %s elsewhere", link.node_id, rec.spec.name)
-                self.tasks.enqueue(rec)
-            else:
-                self.tasks.fail(
-                    rec,
-                    WorkerCrashedError(
-                        f"The node {link.node_id} running {rec.spec.name}() died, and no "
-                        "retries were left (max_retries)."
-                    ),
-                )
+        if lost:  # retried elsewhere, or failed (actors' creations and calls: below)
+            self.tasks.node_lost(link.node_id, [fwd.rec for fwd in lost])
         if actors:
             self.routes.actors_lost_with(link.node_id)
 
@@ -228,12 +215,10 @@ class Peers:
             del self.linking[node_id]
 
     def forward(self, rec: TaskRecord, node_id: str) -> None:
+        """Send a task the state machine placed on ``node_id`` (SCHEDULED there)."""
         if rec.spec.kind == p.ACTOR_CREATION:
             self.routes.forward_creation(rec, node_id)
             return
-        self.tasks.mark(rec, TaskStatus.SCHEDULED)
-        rec.worker_pid = None
-        rec.node_id = node_id
         self.spawn(self._forward(rec, node_id))
 
     async def _forward(self, rec: TaskRecord, node_id: str) -> None:

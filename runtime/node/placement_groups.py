@@ -142,7 +142,16 @@ class PlacementGroups:
 
     def reserve_groups(self, dispatch: bool = True) -> bool:
         """Reserve every waiting group that fits now, oldest first; True if any did."""
-        done = False
+        reserved = self.reserve_fitting()
+        self.groups_reserved(reserved)
+        if reserved and dispatch:
+            self.tasks.dispatch("group-reserved")
+        return bool(reserved)
+
+    def reserve_fitting(self) -> list[PlacementGroupRecord]:
+        """Take the resources of every waiting group that fits now, oldest first (the
+        bookkeeping only: :meth:`groups_reserved` tells their creators)."""
+        done = []
         for rec in list(self.pending_groups):
             if rec.strategy == "STRICT_SPREAD" and len(rec.bundles) > 1:
                 continue  # one bundle per node: never on a single node
@@ -166,11 +175,13 @@ class PlacementGroups:
                 self.ledger.add(rec.added)
                 rec.state = CREATED
                 self.pending_groups.remove(rec)
-                self.objects.sealed(rec.ready_id, _payload(True), [])
-                done = True
-        if done and dispatch:
-            self.tasks.dispatch()
+                done.append(rec)
         return done
+
+    def groups_reserved(self, groups: list[PlacementGroupRecord]) -> None:
+        """Seal the ``ready()`` object of each group that got its resources."""
+        for rec in groups:
+            self.objects.sealed(rec.ready_id, _payload(True), [])
 
     def group_gpu_ids(self, demand: dict[str, float]) -> list[int]:
         """GPU ids for a demand placed in a group: those of its bundle (or all bundles)."""

@@ -4,6 +4,7 @@ components (a component of the node manager, on its event loop)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import protocol as p
@@ -36,6 +37,7 @@ class Queries:
         actors: ActorManager,
         cluster_actors: ClusterActors,
         groups: PlacementGroups,
+        validate_tasks: Callable[[], None],
     ) -> None:
         self.membership = membership
         self.store = store
@@ -45,6 +47,7 @@ class Queries:
         self.actors = actors
         self.cluster_actors = cluster_actors
         self.groups = groups
+        self.validate_tasks = validate_tasks  # the task state machine's invariants
 
     def on_query(self, conn: ServerConnection, msg: p.Query) -> None:
         if msg.what in PG_QUERIES:
@@ -87,6 +90,7 @@ class Queries:
         if what == "validate":
             objects.validate()
             self.store.alloc.check()
+            self.validate_tasks()
             return True
         raise ValueError(f"unknown query {what!r}")
 

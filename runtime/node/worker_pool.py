@@ -2,7 +2,8 @@
 taking it back, retiring surplus ones (a component of the node manager, on its loop).
 
 The pool keeps ``pool_size`` task workers (actors' dedicated workers do not count) and
-grows only by what queued work can use. GPU and CPU work never share a process
+grows only by what queued work can use (the counting is the task state machine's,
+:mod:`task_machine`). GPU and CPU work never share a process
 (``WorkerState.gpu``), as in Ray: a library that opened a GPU keeps it, and its memory,
 for the life of the process. What happens to the task of a worker that dies is the
 tasks component's business (:mod:`tasks`), to an actor's, :mod:`actor_manager`'s.
@@ -24,12 +25,11 @@ from .records import WorkerState
 if TYPE_CHECKING:
     from ..transport import ServerConnection
 
-MAX_WORKERS = 256
 IDLE_WORKER_TTL = 30.0
 
 
 def _unwired() -> None:
-    raise RuntimeError("WorkerPool.dispatch was not wired by the node manager")
+    raise RuntimeError("WorkerPool.never_came was not wired by the node manager")
 
 
 class WorkerPool:
@@ -51,8 +51,9 @@ class WorkerPool:
         self.starting = 0
         self.stopping = stopping  # set when the node manager shuts down
         self._said_hello: set[int] = set()
-        # Resources or workers came back: the tasks component dispatches queued work.
-        self.dispatch: Callable[[], None] = _unwired
+        # A process exited before it said hello: the tasks component starts another if
+        # the pool needs one, and dispatches.
+        self.never_came: Callable[[], None] = _unwired
 
     def joined(self, conn: ServerConnection, pid: int, worker_id: str) -> WorkerState:
         """A worker process said hello: it is idle until a task comes."""
@@ -67,19 +68,12 @@ class WorkerPool:
         if not any(w.pid == pid for w in self.workers.values()) and pid not in self._said_hello:
             # it died before it said hello: stop waiting for it
             self.starting = max(0, self.starting - 1)
-            self.maintain()
-            self.dispatch()
+            self.never_came()
         self._said_hello.discard(pid)
 
     def start_worker(self) -> None:
         self.processes.spawn(random_id(8))
         self.starting += 1
-
-    def grow(self, wanted: int) -> None:
-        """Start up to ``wanted`` more workers for queued work (at most 4 at once)."""
-        room = MAX_WORKERS - len(self.workers) - self.starting
-        for _ in range(min(wanted - self.starting, room, 4)):
-            self.start_worker()
 
     def take_idle(self, gpu: bool) -> WorkerState | None:
         """An idle worker that may run GPU work (``gpu``) or CPU work, newest first."""
@@ -110,13 +104,9 @@ class WorkerPool:
             self.idle.remove(worker)
         return worker
 
-    def maintain(self) -> None:
-        """Keep ``pool_size`` task workers (actors' dedicated workers do not count)."""
-        if self.stopping.is_set():
-            return
-        pool = sum(1 for w in self.workers.values() if w.actor is None and not w.exiting)
-        for _ in range(self.pool_size - pool - self.starting):
-            self.start_worker()
+    def stopping_now(self) -> bool:
+        """Whether the node manager is shutting down (no new workers then)."""
+        return self.stopping.is_set()
 
     def retire_idle(self, now: float) -> None:
         """Close surplus workers idle longer than ``IDLE_WORKER_TTL``."""
