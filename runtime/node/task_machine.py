@@ -59,6 +59,7 @@ from .task_events import (
     WorkerLost,
     Workers,
 )
+from .task_invariants import check_tasks
 
 if TYPE_CHECKING:
     from ..feed import ChangeFeed
@@ -604,47 +605,4 @@ class TaskStateMachine:
 
     def validate(self) -> None:
         """Check the machine's tables agree with each other; raises AssertionError."""
-        queued: dict[int, TaskRecord] = {}
-        for demand, queue in self.ready.shapes():
-            for item in queue:
-                assert isinstance(item, TaskRecord)
-                assert id(item) not in queued, f"{item.spec.name} is queued twice"
-                queued[id(item)] = item
-                assert item.state is PENDING_RESOURCES, (item.spec.name, item.state)
-                assert self.tasks.get(item.spec.task_id) is item, "a queued task is untracked"
-                assert item.spec.resources == demand or any(k.startswith(MARKER) for k in demand), (
-                    "queued under another shape"
-                )
-        for task_id, rec in self.tasks.items():
-            spec = rec.spec
-            assert spec.task_id == task_id
-            assert isinstance(rec.state, TaskStatus)
-            plain = spec.kind != p.ACTOR_METHOD
-            if rec.state is PENDING_ARGS and plain:
-                waits = sum(self.waiting_on.get(oid, []).count(rec) for oid in set(spec.deps))
-                assert rec.missing > 0, f"{spec.name} waits for no argument"
-                assert waits == rec.missing, (spec.name, waits, rec.missing)
-            if rec.state is PENDING_RESOURCES and plain:
-                assert id(rec) in queued, f"{spec.name} is PENDING_RESOURCES but not queued"
-            if rec.state in (SCHEDULED, RUNNING) and plain and rec.node_id is None:
-                worker = rec.worker
-                assert worker is not None, f"{spec.name} runs nowhere"
-                if spec.kind == p.TASK:
-                    assert worker.task is rec, f"{spec.name}'s worker runs something else"
-                    assert rec.grant is not None, f"{spec.name} runs without resources"
-        for waiters in self.waiting_on.values():
-            for rec in waiters:
-                assert rec.missing > 0, f"{rec.spec.name} waits with nothing missing"
-        idle = self.pool.idle
-        assert len({id(w) for w in idle}) == len(idle), "a worker is idle twice"
-        for worker in idle:
-            assert worker.task is None and worker.actor is None, "a busy worker is idle"
-            assert not worker.exiting, "an exiting worker is idle"
-        for worker in self.pool.workers.values():
-            task = worker.task
-            if task is not None:
-                assert self.tasks.get(task.spec.task_id) is task, "a worker runs a lost task"
-        for name, total in self.ledger.total.items():
-            free = self.ledger.available.get(name, 0.0)
-            assert free <= total + 1e-9, f"more {name} free ({free}) than exist ({total})"
-        assert self.pool.starting >= 0
+        check_tasks(self.tasks, self.ready, self.waiting_on, self.pool)
