@@ -21,7 +21,7 @@ from ..exceptions import RayActorError
 from ..ids import object_id_for
 from ..serialization import deserialize
 from .actors import ALIVE, DEAD, ActorDirectory, ActorRecord, alive_cookie
-from .records import TaskRecord, TaskStatus
+from .records import TaskRecord
 from .task_machine import actor_death_error
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ..transport import ServerConnection
     from .cluster_actors import ClusterActors
     from .object_manager import ObjectManager
-    from .scheduler import ReadyQueue, ResourceLedger
+    from .scheduler import ResourceLedger
     from .tasks import Tasks
     from .worker_pool import WorkerPool
 
@@ -48,7 +48,6 @@ class ActorManager:
         pool: WorkerPool,
         cluster: ClusterActors,
         ledger: ResourceLedger,
-        ready: ReadyQueue,
         conns: dict[int, ServerConnection],
         feed: ChangeFeed,
         session_dir: str,
@@ -61,7 +60,6 @@ class ActorManager:
         self.pool = pool
         self.cluster = cluster
         self.ledger = ledger
-        self.ready = ready
         self.conns = conns
         self.feed = feed
         self.session_dir = session_dir
@@ -123,10 +121,8 @@ class ActorManager:
         self.tasks.dispatch()
 
     def _creation_done(self, record: ActorRecord, rec: TaskRecord, msg: p.TaskDone) -> None:
-        self.tasks.tasks.pop(rec.spec.task_id, None)
-        self.tasks.record_done(rec, msg.results)
+        self.tasks.creation_done(rec, msg.results)
         self.feed.touch("actors", record.actor_id.hex())
-        self.tasks.release_holds(rec.spec)
         if record.grant is not None and not record.options.hold_resources:
             # Placement needs the resources; a running actor holds none unless asked to.
             self.ledger.release(record.grant)
@@ -223,16 +219,14 @@ class ActorManager:
             done = self.direct_early.pop(spec.task_id, None)
             worker = record.worker
             if done is not None:  # the worker's report came first
-                self.tasks.mark(rec, TaskStatus.SCHEDULED, done.started)
+                self.tasks.direct_call(rec, None, done.started)
                 self.tasks.take_report(rec, done)
                 self.actor_task_done(rec, done)
                 self._release_contained(done)
             elif record.state == DEAD:
                 self.tasks.fail(rec, self.death_error(record))
             elif record.state == ALIVE and worker is not None and worker.worker_id == worker_id:
-                rec.worker = worker
-                rec.worker_pid = worker.pid
-                self.tasks.mark(rec, TaskStatus.SCHEDULED)
+                self.tasks.direct_call(rec, worker, 0.0)
                 record.inflight[spec.task_id] = rec
             else:  # the process it went to died before answering; the call with it
                 lost.setdefault(record.actor_id, []).append(rec)
@@ -306,15 +300,8 @@ class ActorManager:
         self.tasks.actor_lost(record, exit_code, cause)
 
     def actor_dead(self, record: ActorRecord, cause: str) -> None:
-        creation = self.tasks.tasks.get(record.actor_id)
-        if creation is not None and creation.spec.kind == p.ACTOR_CREATION:
-            # not placed yet, or its constructor is running: drop that attempt
-            del self.tasks.tasks[record.actor_id]
-            if creation.state == TaskStatus.PENDING_RESOURCES:
-                self.ready.remove(creation)
-            elif creation.state == TaskStatus.PENDING_ARGS:
-                self.tasks.unwait(creation)
-            self.tasks.release_holds(creation.spec)
+        # not placed yet, or its constructor is running: drop that attempt
+        self.tasks.drop_creation(record.actor_id)
         self.directory.mark_dead(record, cause)
         self.feed.touch("actors", record.actor_id.hex())
         self.cluster.unregister_actor(record)
@@ -334,8 +321,7 @@ class ActorManager:
                 self.tasks.fail(rec, self.death_error(record))
         record.outbox.clear()
         for rec in self.directory.drain(record):
-            self.tasks.unwait(rec)
-            self.tasks.fail(rec, self.death_error(record))
+            self.tasks.drop_call(rec, self.death_error(record))
         self._maybe_forget(record)
 
     def death_error(self, record: ActorRecord, cause: str | None = None) -> BaseException:

@@ -276,11 +276,8 @@ class ClusterActors:
         rec = fwd.rec
         record = rec.actor
         assert record is not None
-        if self.tasks.tasks.get(record.actor_id) is rec:
-            del self.tasks.tasks[record.actor_id]
         rec.ended = time.time()
-        self.tasks.record_done(rec, [payload])
-        self.tasks.release_holds(rec.spec)
+        self.tasks.creation_done(rec, [payload])
         self.feed.touch("actors", record.actor_id.hex())
         if record.state == DEAD or record.route != fwd.node_id:
             return

@@ -183,20 +183,12 @@ class NodeManager:
             self.pool,
             self.cluster_actors,
             self.ledger,
-            self.ready,
             self.conns,
             self.feed,
             session_dir,
         )
         self.placement_groups = PlacementGroups(
-            self.ledger,
-            self.ready,
-            self.object_manager,
-            self.pool,
-            self.tasks,
-            self.actor_manager,
-            self.groups,
-            self.pending_groups,
+            self.ledger, self.object_manager, self.tasks, self.groups, self.pending_groups
         )
         self.cancellation = Cancellation(self.tasks)
         self.generator_items = GeneratorItems(self.tasks.tasks, self.object_manager, self.conns)
@@ -226,6 +218,7 @@ class NodeManager:
 
         # --- calls upwards, to components built after the one that makes them ---
         self.store.handles_gone = self.actor_manager.handles_gone
+        self.store.forget_waiters = self.tasks.machine.forget_waiters
         self.object_manager.deps_ready = self.tasks.deps_ready
         self.pool.never_came = self.tasks.worker_never_came
         self.membership.dispatch = self.tasks.dispatch

@@ -17,7 +17,6 @@ from ..exceptions import ObjectStoreFullError
 from ..serialization import serialize
 from .object_store import ObjectStore
 from .objects import ObjectEntry
-from .records import TaskRecord, TaskStatus
 from .transfer import CHUNKED, Transfers, should_chunk
 
 if TYPE_CHECKING:
@@ -25,7 +24,7 @@ if TYPE_CHECKING:
     from ..transport import ServerConnection
 
 
-def _unwired(rec: TaskRecord) -> None:
+def _unwired(object_id: bytes) -> None:
     raise RuntimeError("ObjectManager.deps_ready was not wired by the node manager")
 
 
@@ -48,8 +47,8 @@ class ObjectManager:
         self.transfers = Transfers(store, self.sealed, spawn)
         # results a worker is writing into the store, by connection: freed if it dies
         self.pending_allocs: dict[int, dict[bytes, p.Payload]] = {}
-        # A task's last missing argument was sealed: the tasks component queues it.
-        self.deps_ready: Callable[[TaskRecord], None] = _unwired
+        # An object tasks wait for was sealed: the tasks component queues those ready.
+        self.deps_ready: Callable[[bytes], None] = _unwired
 
     def on_put_inline(self, conn: ServerConnection, msg: p.PutInline) -> None:
         self.objects.create(msg.object_id, conn.conn_id)
@@ -84,10 +83,8 @@ class ObjectManager:
         for fut in self.store.seal_waiters.pop(object_id, ()):
             if not fut.done():
                 fut.set_result(None)
-        for rec in self.waiting_on.pop(object_id, ()):
-            rec.missing -= 1
-            if rec.missing == 0 and rec.state == TaskStatus.PENDING_ARGS:
-                self.deps_ready(rec)
+        if object_id in self.waiting_on:
+            self.deps_ready(object_id)
 
     def deliver(self, conn: ServerConnection, entry: ObjectEntry, want_value: bool) -> None:
         payload = entry.payload

@@ -30,6 +30,10 @@ def _unwired(record: ActorRecord) -> None:
     raise RuntimeError("ObjectStore.handles_gone was not wired by the node manager")
 
 
+def _unwired_waiters(object_id: bytes) -> None:
+    raise RuntimeError("ObjectStore.forget_waiters was not wired by the node manager")
+
+
 class ObjectStore:
     """Memory of the node's objects; see the module docstring."""
 
@@ -54,6 +58,8 @@ class ObjectStore:
         self.seal_waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         # An actor's cookie was freed: the actors component stops the actor.
         self.handles_gone: Callable[[ActorRecord], None] = _unwired
+        # An object tasks waited for was freed: the task state machine forgets them.
+        self.forget_waiters: Callable[[bytes], None] = _unwired_waiters
 
     def when_sealed(self, object_id: bytes) -> asyncio.Future[None]:
         """Resolves when the object is sealed here; cancelled if it is freed first."""
@@ -77,9 +83,8 @@ class ObjectStore:
         if entry.payload is not None and not entry.spilling:
             self.release_payload(entry.payload)
         entry.payload = None
-        for rec in self.waiting_on.pop(entry.object_id, ()):
-            # cannot happen for live tasks (they hold their args); keep counts honest
-            rec.missing -= 1
+        if entry.object_id in self.waiting_on:
+            self.forget_waiters(entry.object_id)
 
     def release_payload(self, payload: p.Payload) -> None:
         if payload.data is not None:

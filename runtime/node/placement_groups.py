@@ -22,16 +22,13 @@ from ..exceptions import RaySystemError
 from ..ids import object_id_for
 from ..placement import group_resources
 from ..serialization import serialize
-from .records import TaskRecord
 from .scheduler import Grant
 
 if TYPE_CHECKING:
     from ..transport import ServerConnection
-    from .actor_manager import ActorManager
     from .object_manager import ObjectManager
-    from .scheduler import ReadyQueue, ResourceLedger
+    from .scheduler import ResourceLedger
     from .tasks import Tasks
-    from .worker_pool import WorkerPool
 
 PENDING, CREATED, REMOVED = "PENDING", "CREATED", "REMOVED"
 PG_QUERIES = frozenset({"pg_create", "pg_remove", "pg_table", "pg_get"})
@@ -73,20 +70,14 @@ class PlacementGroups:
     def __init__(
         self,
         ledger: ResourceLedger,
-        ready: ReadyQueue,
         objects: ObjectManager,
-        pool: WorkerPool,
         tasks: Tasks,
-        actors: ActorManager,
         groups: dict[bytes, PlacementGroupRecord],
         pending_groups: list[PlacementGroupRecord],
     ) -> None:
         self.ledger = ledger
-        self.ready = ready
         self.objects = objects
-        self.pool = pool
         self.tasks = tasks
-        self.actors = actors
         self.groups = groups
         self.pending_groups = pending_groups  # oldest first
 
@@ -209,30 +200,7 @@ class PlacementGroups:
             self.pending_groups.remove(rec)
             self.objects.sealed(rec.ready_id, _payload(error, error=True), [])
             return
-        keys = set(rec.added)
-        for worker in list(self.pool.workers.values()):
-            task = worker.task
-            if task is not None and task.grant is not None and keys & set(task.grant.demand):
-                worker.task = None
-                self.ledger.release(task.grant)
-                task.grant = None
-                self.tasks.fail(task, error)
-                self.pool.kill(worker)
-            actor = worker.actor
-            if actor is not None and keys & set(actor.spec.resources):  # placed in the group
-                actor.no_restart = True
-                actor.death_cause = f"its placement group is gone: {why}"
-                self.pool.kill(worker)
-        for demand, queue in self.ready.shapes():
-            if keys & set(demand):
-                while queue:
-                    waiting = self.ready.popleft(queue)
-                    assert isinstance(waiting, TaskRecord)
-                    if waiting.actor is not None and waiting.spec.actor_id == waiting.spec.task_id:
-                        waiting.actor.no_restart = True  # its creation waited for the group
-                        self.actors.actor_dead(waiting.actor, f"its placement group is gone: {why}")
-                    else:
-                        self.tasks.fail(waiting, error)
+        self.tasks.group_removed(set(rec.added), error, why)
         self.ledger.remove(rec.added)
         for grant in rec.grants:
             self.ledger.release(grant)

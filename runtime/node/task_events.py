@@ -34,9 +34,9 @@ class TaskSubmitted:
 
 @dataclass(slots=True)
 class DepsReady:
-    """The last missing argument of a task was sealed."""
+    """An object that tasks wait for was sealed: those it was the last one of are ready."""
 
-    rec: TaskRecord
+    object_id: bytes
     stimulus_id: str
 
 

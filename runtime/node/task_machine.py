@@ -178,12 +178,14 @@ class TaskStateMachine:
             self.enqueue(ev.rec)
 
     def _on_deps_ready(self, ev: DepsReady) -> None:
-        rec = ev.rec
-        if rec.spec.kind == p.ACTOR_METHOD:
-            if rec.actor is not None:
-                self.out.append(PumpActor(rec.actor))
-        else:
-            self.enqueue(rec)
+        for rec in self.waiting_on.pop(ev.object_id, ()):
+            rec.missing -= 1
+            if rec.missing == 0 and rec.state is PENDING_ARGS:
+                if rec.spec.kind == p.ACTOR_METHOD:
+                    if rec.actor is not None:
+                        self.out.append(PumpActor(rec.actor))
+                else:
+                    self.enqueue(rec)
 
     def _on_worker_idle(self, ev: WorkerIdle) -> None:
         self.dispatch()
@@ -318,6 +320,11 @@ class TaskStateMachine:
                 "fallback_strategy, or cancel it."
             )
         self.out.append(Warn(rec.spec.owner, text))
+
+    def forget_waiters(self, object_id: bytes) -> None:
+        """The object was freed unsealed (never for a live task's argument: it holds it)."""
+        for rec in self.waiting_on.pop(object_id, ()):
+            rec.missing -= 1  # keep counts honest
 
     def unwait(self, rec: TaskRecord) -> None:
         """Stop waiting for the arguments of a task that is dropped before it runs."""
@@ -544,6 +551,37 @@ class TaskStateMachine:
         if rec.missing == 0:
             self.enqueue(rec)
 
+    def creation_done(self, rec: TaskRecord, results: list[p.Payload]) -> None:
+        """An actor's creation task ended (here, or on the node that hosts the actor)."""
+        if self.tasks.get(rec.spec.task_id) is rec:
+            del self.tasks[rec.spec.task_id]
+        self.record_done(rec, results)
+        self.out.append(ReleaseHolds(rec.spec))
+
+    def drop_creation(self, actor_id: bytes) -> None:
+        """The actor died before its creation task ended: drop that attempt."""
+        creation = self.tasks.get(actor_id)
+        if creation is None or creation.spec.kind != p.ACTOR_CREATION:
+            return
+        del self.tasks[actor_id]
+        if creation.state is PENDING_RESOURCES:
+            self.ready.remove(creation)
+        elif creation.state is PENDING_ARGS:
+            self.unwait(creation)
+        self.out.append(ReleaseHolds(creation.spec))
+
+    def drop_call(self, rec: TaskRecord, error: BaseException) -> None:
+        """A call still queued in its actor, which died: it fails."""
+        self.unwait(rec)
+        self.fail(rec, error)
+
+    def direct_call(self, rec: TaskRecord, worker: WorkerState | None, when: float) -> None:
+        """A call its caller sent straight to the actor's worker (see direct.py)."""
+        if worker is not None:
+            rec.worker = worker
+            rec.worker_pid = worker.pid
+        self.mark(rec, SCHEDULED, when or None)
+
     def actor_process_lost(
         self, record: ActorRecord, exit_code: int | None, cause: str | None
     ) -> None:
@@ -600,6 +638,36 @@ class TaskStateMachine:
                         "retried because max_task_retries is 0."
                     ),
                 )
+
+    # --- placement groups --------------------------------------------------------------
+
+    def group_removed(self, keys: set[str], error: BaseException, why: str) -> None:
+        """A placement group went away (its resources are ``keys``): kill what runs in it,
+        fail what waits for it."""
+        for worker in list(self.pool.workers.values()):
+            task = worker.task
+            if task is not None and task.grant is not None and keys & set(task.grant.demand):
+                worker.task = None
+                self.ledger.release(task.grant)
+                task.grant = None
+                self.fail(task, error)
+                self.out.append(KillWorker(worker, signal.SIGKILL))
+            actor = worker.actor
+            if actor is not None and keys & set(actor.spec.resources):  # placed in the group
+                actor.no_restart = True
+                actor.death_cause = f"its placement group is gone: {why}"
+                self.out.append(KillWorker(worker, signal.SIGKILL))
+        for demand, queue in self.ready.shapes():
+            if keys & set(demand):
+                while queue:
+                    waiting = self.ready.popleft(queue)
+                    assert isinstance(waiting, TaskRecord)
+                    if waiting.actor is not None and waiting.spec.actor_id == waiting.spec.task_id:
+                        waiting.actor.no_restart = True  # its creation waited for the group
+                        cause = f"its placement group is gone: {why}"
+                        self.out.append(ActorDead(waiting.actor, cause))
+                    else:
+                        self.fail(waiting, error)
 
     # --- invariants --------------------------------------------------------------------
 

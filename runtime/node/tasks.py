@@ -324,8 +324,8 @@ class Tasks:
         """Resources or workers came back: run what fits."""
         self.execute(self.machine.handle(WorkerIdle(stimulus_id)))
 
-    def deps_ready(self, rec: TaskRecord) -> None:
-        self.execute(self.machine.handle(DepsReady(rec, "sealed")))
+    def deps_ready(self, object_id: bytes) -> None:
+        self.execute(self.machine.handle(DepsReady(object_id, "sealed")))
 
     def worker_lost(self, worker: WorkerState) -> None:
         code = self.pool.processes.exit_code(worker.pid)
@@ -357,9 +357,6 @@ class Tasks:
     def take_report(self, rec: TaskRecord, msg: p.TaskDone) -> None:
         self.machine.take_report(rec, msg)
 
-    def unwait(self, rec: TaskRecord) -> None:
-        self.machine.unwait(rec)
-
     def record_done(self, rec: TaskRecord, results: list[p.Payload]) -> None:
         self.machine.record_done(rec, results)
 
@@ -385,6 +382,24 @@ class Tasks:
     def schedule_creation(self, record: ActorRecord, rec: TaskRecord) -> None:
         machine = self.machine
         self.execute(machine.run("create-actor", machine.schedule_creation, record, rec))
+
+    def creation_done(self, rec: TaskRecord, results: list[p.Payload]) -> None:
+        machine = self.machine
+        self.execute(machine.run("creation-done", machine.creation_done, rec, results))
+
+    def drop_creation(self, actor_id: bytes) -> None:
+        machine = self.machine
+        self.execute(machine.run("actor-dead", machine.drop_creation, actor_id))
+
+    def drop_call(self, rec: TaskRecord, error: BaseException) -> None:
+        self.execute(self.machine.run("actor-dead", self.machine.drop_call, rec, error))
+
+    def direct_call(self, rec: TaskRecord, worker: WorkerState | None, when: float) -> None:
+        self.machine.direct_call(rec, worker, when)
+
+    def group_removed(self, keys: set[str], error: BaseException, why: str) -> None:
+        machine = self.machine
+        self.execute(machine.run("group-removed", machine.group_removed, keys, error, why))
 
     def calls_lost(self, record: ActorRecord, recs: list[TaskRecord], cause: str) -> None:
         machine = self.machine

@@ -31,6 +31,7 @@ from jupyter_ray.runtime.node.task_events import (
     DepsReady,
     Finish,
     KillWorker,
+    ReleaseHolds,
     ReleasePayloads,
     SendTask,
     StartWorkers,
@@ -109,14 +110,9 @@ class Node:
         return self.step(WorkerLost(worker, -9, "test-worker-lost"))
 
     def seal(self, oid: bytes) -> list[Any]:
-        """An argument was sealed (what ObjectManager.sealed does to the machine's table)."""
+        """An argument was sealed (ObjectManager.sealed tells the machine so)."""
         self.objects.seal(oid, payload(b"arg"), [])
-        out = []
-        for rec in self.machine.waiting_on.pop(oid, ()):
-            rec.missing -= 1
-            if rec.missing == 0 and rec.state is TaskStatus.PENDING_ARGS:
-                out += self.step(DepsReady(rec, "test-sealed"))
-        return out
+        return self.step(DepsReady(oid, "test-sealed"))
 
 
 def task_spec(
@@ -129,6 +125,7 @@ def task_spec(
     owner: int = 7,
     task_id: bytes | None = None,
     parent: bytes | None = None,
+    resources: dict[str, float] | None = None,
 ) -> p.TaskSpec:
     task_id = task_id or next(_ids).to_bytes(16, "big")
     return p.TaskSpec(
@@ -139,7 +136,7 @@ def task_spec(
         deps,
         [],
         1,
-        {"CPU": cpus} if cpus else {},
+        resources if resources is not None else ({"CPU": cpus} if cpus else {}),
         max_retries,
         False,
         0,
@@ -318,8 +315,10 @@ def actor(node: Node, max_restarts: int) -> ActorRecord:
     (send,) = of(SendTask, out)
     assert record.worker is send.worker and send.worker.actor is record
     # what ActorManager does with the creation's report
-    creation = node.machine.tasks.pop(actor_id)
-    node.machine.record_done(creation, [payload(b"")])
+    creation = node.machine.tasks[actor_id]
+    out = node.machine.run("test", node.machine.creation_done, creation, [payload(b"")])
+    assert [h.spec for h in of(ReleaseHolds, out)] == [spec]
+    assert creation.state is TaskStatus.FINISHED and actor_id not in node.machine.tasks
     if record.grant is not None:
         node.ledger.release(record.grant)
         record.grant = None
@@ -353,7 +352,7 @@ def test_an_actor_restarts_and_its_calls_are_retried_while_allowed() -> None:
     (creation,) = [s for s in of(SendTask, out) if s.rec.spec.kind == p.ACTOR_CREATION]
     assert creation.worker is not first and record.worker is creation.worker
     # the second death is one too many
-    node.machine.tasks.pop(record.actor_id)
+    node.machine.run("test", node.machine.creation_done, node.machine.tasks[record.actor_id], [])
     record.state = ALIVE
     out = node.lose(record.worker)
     assert [d.record for d in of(ActorDead, out)] == [record]
@@ -378,3 +377,35 @@ def test_validate_holds_through_a_burst(n: int) -> None:
         node.done(running[0])
     assert node.ledger.available["CPU"] == 2 and not node.ready
     assert len(node.machine.story or ()) > 0
+
+
+def test_an_actor_that_dies_before_its_creation_ran_drops_it() -> None:
+    node = Node(cpus=1, workers=1)
+    node.submit("busy")
+    actor_id = next(_ids).to_bytes(16, "big")
+    spec = task_spec("B", [], kind=p.ACTOR_CREATION, actor_id=actor_id, task_id=actor_id)
+    record = ActorRecord(actor_id, object_id_for(actor_id, 0), spec, p.ActorOptions("B", b""), 7)
+    node.machine.run("test", node.machine.schedule_creation, record, TaskRecord(spec))
+    node.machine.validate()
+    assert node.machine.tasks[actor_id].state is TaskStatus.PENDING_RESOURCES
+    out = node.machine.run("test", node.machine.drop_creation, actor_id)
+    node.machine.validate()
+    assert actor_id not in node.machine.tasks and not node.ready and of(ReleaseHolds, out)
+
+
+def test_removing_a_group_kills_what_runs_in_it_and_fails_what_waits() -> None:
+    node = Node(cpus=4, workers=2)
+    node.ledger.add({"CPU_group_g": 2.0})
+    running = node.submit("running", resources={"CPU_group_g": 1.0})
+    waiting = node.submit("waiting", resources={"CPU_group_g": 2.0})  # only 1 left
+    outside = node.submit("outside")
+    assert running.state is TaskStatus.SCHEDULED and outside.state is TaskStatus.SCHEDULED
+    assert waiting.state is TaskStatus.PENDING_RESOURCES
+    worker = running.worker
+    error = RuntimeError("the group is gone")
+    out = node.machine.run("test", node.machine.group_removed, {"CPU_group_g"}, error, "why")
+    node.machine.validate()
+    assert [f.rec for f in of(Finish, out)] == [running, waiting]
+    assert [k.worker for k in of(KillWorker, out)] == [worker]
+    assert worker is not None and worker.task is None and not node.ready
+    assert outside.state is TaskStatus.SCHEDULED
