@@ -20,9 +20,9 @@ from ..direct import endpoint_path
 from ..exceptions import RayActorError
 from ..ids import object_id_for
 from ..serialization import deserialize
+from .actor_transitions import actor_death_error
 from .actors import ALIVE, DEAD, ActorDirectory, ActorRecord, alive_cookie
 from .records import TaskRecord
-from .task_machine import actor_death_error
 
 if TYPE_CHECKING:
     from ..feed import ChangeFeed

@@ -42,7 +42,7 @@ from ..ids import object_id_for
 from ..serialization import deserialize, serialize
 from .actors import ALIVE, DEAD, ActorDirectory, ActorRecord, alive_cookie
 from .peers import LINK_ERRORS
-from .records import Forwarded, TaskRecord, TaskStatus
+from .records import Forwarded, TaskRecord
 
 if TYPE_CHECKING:
     from ..feed import ChangeFeed
@@ -350,7 +350,7 @@ class ClusterActors:
                 )
                 continue
             record.inflight[rec.spec.task_id] = rec
-            self.tasks.mark(rec, TaskStatus.SCHEDULED)
+            self.tasks.routed(rec)
             record.outbox.append(rec)
         if record.outbox and not record.sending:
             record.sending = True

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -305,11 +304,5 @@ class Peers:
         results = [fwd.results[oid] for oid in returns]
         done = [oid for oid in fwd.pushed if release_push(link, oid)]
         link.send(p.RefUpdate([], returns + done))  # the peer may free its copies now
-        rec = fwd.rec
-        rec.ended = time.time()
-        if any(r.error for r in results):
-            rec.error_type = rec.error_type or "RemoteTaskError"
-        if rec.actor is not None:
-            rec.actor.inflight.pop(spec.task_id, None)
-        self.tasks.finish(rec, results, [fwd.contained.get(oid, []) for oid in returns])
-        self.tasks.dispatch()
+        contained = [fwd.contained.get(oid, []) for oid in returns]
+        self.tasks.remote_done(fwd.rec, results, contained)

@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import protocol as p
 from .actors import ActorRecord
-from .records import TaskRecord, WorkerState
+from .records import TaskRecord, TaskStatus, WorkerState
 
 if TYPE_CHECKING:
+    from ..feed import ChangeFeed
     from ..protocol import NodeView
+    from .scheduler import ReadyQueue, ResourceLedger
 
 
 # --- events ----------------------------------------------------------------------------
@@ -272,3 +274,20 @@ class Groups(Protocol):
 
     def reserve_fitting(self) -> list[Any]: ...
     def group_gpu_ids(self, demand: dict[str, float]) -> list[int]: ...
+
+
+class Core(Protocol):
+    """The part of the task state machine that its actor transitions use."""
+
+    tasks: dict[bytes, TaskRecord]
+    ready: ReadyQueue
+    ledger: ResourceLedger
+    feed: ChangeFeed
+    out: list[Instruction]
+
+    def mark(self, rec: TaskRecord, state: TaskStatus, when: float | None = None) -> None: ...
+    def track(self, rec: TaskRecord) -> None: ...
+    def enqueue(self, rec: TaskRecord) -> None: ...
+    def unwait(self, rec: TaskRecord) -> None: ...
+    def fail(self, rec: TaskRecord, error: BaseException) -> None: ...
+    def record_done(self, rec: TaskRecord, results: list[p.Payload]) -> None: ...

@@ -25,9 +25,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import protocol as p
-from ..exceptions import ActorDiedError, RayActorError, TaskCancelledError, WorkerCrashedError
+from ..exceptions import TaskCancelledError, WorkerCrashedError
 from ..labels import MARKER, choose, describe
-from .actors import DEAD, RESTARTING, ActorRecord
+from .actor_transitions import ActorTransitions
+from .actors import ActorRecord
 from .records import TaskRecord, TaskStatus, WorkerState, error_payload, uses_group_gpu
 from .state_view import task_state
 from .task_events import (
@@ -47,7 +48,6 @@ from .task_events import (
     NodeLost,
     Placement,
     PumpActor,
-    ReleaseHolds,
     ReleasePayloads,
     SendTask,
     StartWorkers,
@@ -76,14 +76,6 @@ PENDING_ARGS = TaskStatus.PENDING_ARGS
 PENDING_RESOURCES = TaskStatus.PENDING_RESOURCES
 SCHEDULED = TaskStatus.SCHEDULED
 RUNNING = TaskStatus.RUNNING
-
-
-def actor_death_error(record: ActorRecord, cause: str | None = None) -> BaseException:
-    return ActorDiedError(
-        f"The actor {record.options.class_name} ({record.actor_id.hex()[:12]}) is dead: "
-        f"{cause or record.death_cause}.",
-        cause=record.death_error,
-    )
 
 
 class TaskStateMachine:
@@ -124,6 +116,7 @@ class TaskStateMachine:
         # (task id, new state, stimulus id), the last transitions, when someone traces
         self.story: deque[tuple[bytes, TaskStatus, str]] | None = None
         self.out: list[Instruction] = []
+        self.actors = ActorTransitions(self)  # actors' creations and calls
         self._stimulus = ""
         self._handlers: dict[type, Callable[[Any], None]] = {
             TaskSubmitted: self._on_submitted,
@@ -213,7 +206,7 @@ class TaskStateMachine:
         worker, code = ev.worker, ev.exit_code
         rec = worker.task
         if worker.actor is not None:
-            self.actor_process_lost(worker.actor, code, None)
+            self.actors.process_lost(worker.actor, code, None)
         elif rec is not None:
             if rec.grant is not None:
                 self.ledger.release(rec.grant)
@@ -260,7 +253,7 @@ class TaskStateMachine:
                 )
 
     def _on_actor_lost(self, ev: ActorLost) -> None:
-        self.actor_process_lost(ev.record, ev.exit_code, ev.cause)
+        self.actors.process_lost(ev.record, ev.exit_code, ev.cause)
 
     # --- submission and the queue ------------------------------------------------------
 
@@ -458,6 +451,18 @@ class TaskStateMachine:
         self.record_done(rec, results)
         self.out.append(Finish(rec, results, contained, push))
 
+    def remote_done(
+        self, rec: TaskRecord, results: list[p.Payload], contained: list[list[bytes]]
+    ) -> None:
+        """Every result of a task forwarded to another node came back."""
+        rec.ended = self.clock()
+        if any(r.error for r in results):
+            rec.error_type = rec.error_type or "RemoteTaskError"
+        if rec.actor is not None:
+            rec.actor.inflight.pop(rec.spec.task_id, None)
+        self.finish(rec, results, contained)
+        self.dispatch()
+
     def record_done(self, rec: TaskRecord, results: list[p.Payload]) -> None:
         """Move a finished task to the history, in its final state."""
         if rec.cancelled or rec.error_type == "TaskCancelledError":
@@ -540,104 +545,6 @@ class TaskStateMachine:
                 self.out.append(KillWorker(rec.worker, signal.SIGKILL))
             else:
                 self.out.append(CancelRunning(rec.worker, task_id))
-
-    # --- actors: creation and restarts -------------------------------------------------
-
-    def schedule_creation(self, record: ActorRecord, rec: TaskRecord) -> None:
-        """Queue an actor's creation task (the first, or a restart's)."""
-        rec.actor = record
-        rec.retries_left = 0
-        self.track(rec)
-        if rec.missing == 0:
-            self.enqueue(rec)
-
-    def creation_done(self, rec: TaskRecord, results: list[p.Payload]) -> None:
-        """An actor's creation task ended (here, or on the node that hosts the actor)."""
-        if self.tasks.get(rec.spec.task_id) is rec:
-            del self.tasks[rec.spec.task_id]
-        self.record_done(rec, results)
-        self.out.append(ReleaseHolds(rec.spec))
-
-    def drop_creation(self, actor_id: bytes) -> None:
-        """The actor died before its creation task ended: drop that attempt."""
-        creation = self.tasks.get(actor_id)
-        if creation is None or creation.spec.kind != p.ACTOR_CREATION:
-            return
-        del self.tasks[actor_id]
-        if creation.state is PENDING_RESOURCES:
-            self.ready.remove(creation)
-        elif creation.state is PENDING_ARGS:
-            self.unwait(creation)
-        self.out.append(ReleaseHolds(creation.spec))
-
-    def drop_call(self, rec: TaskRecord, error: BaseException) -> None:
-        """A call still queued in its actor, which died: it fails."""
-        self.unwait(rec)
-        self.fail(rec, error)
-
-    def direct_call(self, rec: TaskRecord, worker: WorkerState | None, when: float) -> None:
-        """A call its caller sent straight to the actor's worker (see direct.py)."""
-        if worker is not None:
-            rec.worker = worker
-            rec.worker_pid = worker.pid
-        self.mark(rec, SCHEDULED, when or None)
-
-    def actor_process_lost(
-        self, record: ActorRecord, exit_code: int | None, cause: str | None
-    ) -> None:
-        """The actor's process died, or (``cause`` given) the node hosting it: restart it
-        while ``max_restarts`` allows, its calls in flight retried per their retries."""
-        self.feed.touch("actors", record.actor_id.hex())
-        if record.grant is not None:
-            self.ledger.release(record.grant)
-            record.grant = None
-        record.worker = None
-        inflight = list(record.inflight.values())
-        record.inflight.clear()
-        creation = self.tasks.get(record.actor_id)
-        if creation is not None and creation.spec.kind == p.ACTOR_CREATION:
-            self.tasks.pop(record.actor_id, None)
-            self.out.append(ReleaseHolds(creation.spec))
-        if record.state == DEAD:
-            return
-        if record.exiting_reason:
-            cause = record.exiting_reason
-        elif record.no_restart:
-            cause = record.death_cause or "it was killed with jupyter_ray.kill()"
-        elif cause is None:
-            code = f" with exit code {exit_code}" if exit_code is not None else ""
-            cause = f"its worker process (pid {record.pid}) died{code}"
-        limit = record.options.max_restarts
-        can_restart = not record.no_restart and not record.exiting_reason
-        can_restart = can_restart and (limit < 0 or record.restarts < limit)
-        if not can_restart:
-            for rec in inflight:
-                self.fail(rec, actor_death_error(record, cause))
-            self.out.append(ActorDead(record, cause))
-            return
-        record.state = RESTARTING
-        record.restarts += 1
-        self.calls_lost(record, inflight, cause)
-        self.schedule_creation(record, TaskRecord(record.spec))
-
-    def calls_lost(self, record: ActorRecord, recs: list[TaskRecord], cause: str) -> None:
-        """Calls that died with the actor's process: queue them again, at the front of
-        their callers' queues, while ``max_task_retries`` allows; fail the others."""
-        for rec in reversed(recs):
-            if rec.retries_left > 0:
-                rec.retries_left -= 1
-                rec.attempt += 1
-                rec.state = PENDING_RESOURCES
-                record.queues.setdefault(rec.spec.owner, deque()).appendleft(rec)
-            else:
-                self.fail(
-                    rec,
-                    RayActorError(
-                        f"The actor {record.options.class_name} died while running "
-                        f"{rec.spec.name}(): {cause}. It is restarting; the call was not "
-                        "retried because max_task_retries is 0."
-                    ),
-                )
 
     # --- placement groups --------------------------------------------------------------
 

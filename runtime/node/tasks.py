@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import protocol as p
 from ..ids import object_id_for, random_id
-from .records import TaskRecord, TaskStatus, WorkerState
+from .records import TaskRecord, WorkerState
 from .task_events import (
     ActorDead,
     ActorLost,
@@ -348,9 +348,6 @@ class Tasks:
 
     # --- transitions the actors component asks for -------------------------------------
 
-    def mark(self, rec: TaskRecord, state: TaskStatus, when: float | None = None) -> None:
-        self.machine.mark(rec, state, when)
-
     def track(self, rec: TaskRecord) -> None:
         self.machine.track(rec)
 
@@ -381,26 +378,35 @@ class Tasks:
 
     def schedule_creation(self, record: ActorRecord, rec: TaskRecord) -> None:
         machine = self.machine
-        self.execute(machine.run("create-actor", machine.schedule_creation, record, rec))
+        self.execute(machine.run("create-actor", machine.actors.schedule_creation, record, rec))
 
     def creation_done(self, rec: TaskRecord, results: list[p.Payload]) -> None:
         machine = self.machine
-        self.execute(machine.run("creation-done", machine.creation_done, rec, results))
+        self.execute(machine.run("creation-done", machine.actors.creation_done, rec, results))
 
     def drop_creation(self, actor_id: bytes) -> None:
         machine = self.machine
-        self.execute(machine.run("actor-dead", machine.drop_creation, actor_id))
+        self.execute(machine.run("actor-dead", machine.actors.drop_creation, actor_id))
 
     def drop_call(self, rec: TaskRecord, error: BaseException) -> None:
-        self.execute(self.machine.run("actor-dead", self.machine.drop_call, rec, error))
+        self.execute(self.machine.run("actor-dead", self.machine.actors.drop_call, rec, error))
 
     def direct_call(self, rec: TaskRecord, worker: WorkerState | None, when: float) -> None:
-        self.machine.direct_call(rec, worker, when)
+        self.machine.actors.direct_call(rec, worker, when)
 
     def group_removed(self, keys: set[str], error: BaseException, why: str) -> None:
         machine = self.machine
         self.execute(machine.run("group-removed", machine.group_removed, keys, error, why))
 
+    def remote_done(
+        self, rec: TaskRecord, results: list[p.Payload], contained: list[list[bytes]]
+    ) -> None:
+        machine = self.machine
+        self.execute(machine.run("remote-done", machine.remote_done, rec, results, contained))
+
+    def routed(self, rec: TaskRecord) -> None:
+        self.machine.actors.routed(rec)
+
     def calls_lost(self, record: ActorRecord, recs: list[TaskRecord], cause: str) -> None:
         machine = self.machine
-        self.execute(machine.run("calls-lost", machine.calls_lost, record, recs, cause))
+        self.execute(machine.run("calls-lost", machine.actors.calls_lost, record, recs, cause))

@@ -310,13 +310,13 @@ def actor(node: Node, max_restarts: int) -> ActorRecord:
     spec = task_spec("A", [], kind=p.ACTOR_CREATION, actor_id=actor_id, task_id=actor_id)
     options = p.ActorOptions("A", b"", max_restarts=max_restarts)
     record = ActorRecord(actor_id, object_id_for(actor_id, 0), spec, options, 7)
-    out = node.machine.run("test", node.machine.schedule_creation, record, TaskRecord(spec))
+    out = node.machine.run("test", node.machine.actors.schedule_creation, record, TaskRecord(spec))
     node.machine.validate()
     (send,) = of(SendTask, out)
     assert record.worker is send.worker and send.worker.actor is record
     # what ActorManager does with the creation's report
     creation = node.machine.tasks[actor_id]
-    out = node.machine.run("test", node.machine.creation_done, creation, [payload(b"")])
+    out = node.machine.run("test", node.machine.actors.creation_done, creation, [payload(b"")])
     assert [h.spec for h in of(ReleaseHolds, out)] == [spec]
     assert creation.state is TaskStatus.FINISHED and actor_id not in node.machine.tasks
     if record.grant is not None:
@@ -352,7 +352,9 @@ def test_an_actor_restarts_and_its_calls_are_retried_while_allowed() -> None:
     (creation,) = [s for s in of(SendTask, out) if s.rec.spec.kind == p.ACTOR_CREATION]
     assert creation.worker is not first and record.worker is creation.worker
     # the second death is one too many
-    node.machine.run("test", node.machine.creation_done, node.machine.tasks[record.actor_id], [])
+    node.machine.run(
+        "test", node.machine.actors.creation_done, node.machine.tasks[record.actor_id], []
+    )
     record.state = ALIVE
     out = node.lose(record.worker)
     assert [d.record for d in of(ActorDead, out)] == [record]
@@ -385,10 +387,10 @@ def test_an_actor_that_dies_before_its_creation_ran_drops_it() -> None:
     actor_id = next(_ids).to_bytes(16, "big")
     spec = task_spec("B", [], kind=p.ACTOR_CREATION, actor_id=actor_id, task_id=actor_id)
     record = ActorRecord(actor_id, object_id_for(actor_id, 0), spec, p.ActorOptions("B", b""), 7)
-    node.machine.run("test", node.machine.schedule_creation, record, TaskRecord(spec))
+    node.machine.run("test", node.machine.actors.schedule_creation, record, TaskRecord(spec))
     node.machine.validate()
     assert node.machine.tasks[actor_id].state is TaskStatus.PENDING_RESOURCES
-    out = node.machine.run("test", node.machine.drop_creation, actor_id)
+    out = node.machine.run("test", node.machine.actors.drop_creation, actor_id)
     node.machine.validate()
     assert actor_id not in node.machine.tasks and not node.ready and of(ReleaseHolds, out)
 
