@@ -69,8 +69,10 @@ def task_state(rec: TaskRecord, node_id: str) -> TaskState:
         task_id=spec.task_id.hex(),
         name=spec.name,
         kind=KIND_NAMES.get(spec.kind, "task"),
-        state=rec.state.value,
-        times={state.value: when for state, when in rec.times.items()},
+        # plain strings: clients must not need the enum to unpickle (_value_: .value's
+        # slot, without the property's cost on every finished task)
+        state=rec.state._value_,
+        times={state._value_: when for state, when in rec.times.items()},
         owner_pid=rec.owner_pid,
         parent_task_id=spec.parent_task.hex() if spec.parent_task else None,
         depends_on=[d.hex() for d in spec.deps],

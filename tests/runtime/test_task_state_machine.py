@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import pickle
 import signal
 from collections import deque
 from types import SimpleNamespace
@@ -411,3 +412,21 @@ def test_removing_a_group_kills_what_runs_in_it_and_fails_what_waits() -> None:
     assert [k.worker for k in of(KillWorker, out)] == [worker]
     assert worker is not None and worker.task is None and not node.ready
     assert outside.state is TaskStatus.SCHEDULED
+
+
+def test_state_records_carry_plain_strings() -> None:
+    """TaskState goes to clients (pickled) and to the Lab extension (JSON): no enums."""
+    node = Node()
+    rec = node.submit("f")
+    node.done(rec, started=1.0, ended=2.0)
+    record = node.history.get(rec.spec.task_id.hex())
+    assert type(record.state) is str and record.state == "FINISHED"
+    assert all(type(k) is str for k in record.times)
+    assert set(record.times) == {
+        "PENDING_ARGS",
+        "PENDING_RESOURCES",
+        "SCHEDULED",
+        "RUNNING",
+        "FINISHED",
+    }
+    assert b"TaskStatus" not in pickle.dumps(record)
