@@ -81,6 +81,16 @@ class Peers:
         self.forwarded = forwarded  # task id -> a task sent to another node
         # node id -> objects a result from there referred to, not arrived yet
         self.awaited_from: dict[str, set[bytes]] = {}
+        self._peer_handlers: dict[type, Callable[[PeerLink, Any], None]] = {
+            p.ClusterView: self._cluster_view,
+            p.ObjectAvailable: self._object_available,
+            p.ObjectChunk: self._object_chunk,
+            p.PutInline: self._put_inline,
+            p.TaskStarted: self._task_started,
+            p.LogLines: self._log_lines,
+            p.QueryReply: self._query_reply,
+            p.ActorCreated: self._actor_created,
+        }
 
     def wire(self, routes: ActorRoutes) -> None:
         """Connect the cross-node actors (built after this component)."""
@@ -113,33 +123,46 @@ class Peers:
             await asyncio.sleep(1.0)
 
     def on_peer_message(self, link: PeerLink, msg: Any) -> None:
-        if isinstance(msg, p.ClusterView):
-            self.membership.view_arrived(msg.views)
-        elif isinstance(msg, p.ObjectAvailable):
-            self.spawn(self._forwarded_result(link, msg))
-        elif isinstance(msg, p.ObjectChunk):
-            self.transfers.assembler.feed(link_source(link), msg)
-        elif isinstance(msg, p.PutInline):
-            # An object a forwarded task's result refers to: the result follows, or (when
-            # announced) came before and still holds it, unless it was freed since.
-            if msg.announced:
-                self.awaited_from.get(link.node_id, set()).discard(msg.object_id)
-            if msg.announced and self.table.get(msg.object_id) is None:
-                if msg.chunked:
-                    self.spawn(self.transfers.drop_chunked(msg.object_id))
-                return
-            self.table.arriving(msg.object_id)
-            self.transfers.store_put(msg)
-        elif isinstance(msg, p.TaskStarted):
-            self.tasks.on_task_started(link, msg)  # a task forwarded there started running
-        elif isinstance(msg, p.LogLines):
-            fwd = self.forwarded.get(msg.task_id)
-            owner = self.conns.get(fwd.rec.spec.owner) if fwd is not None else None
-            if owner is not None:
-                owner.send(msg)
-        elif isinstance(msg, p.QueryReply):
-            self.routes.head_replied(msg)
-        elif isinstance(msg, p.ActorCreated) and msg.error:
+        """A message another node manager sent on one of our links (see ``_peer_handlers``)."""
+        handler = self._peer_handlers.get(type(msg))
+        if handler is not None:
+            handler(link, msg)
+
+    def _cluster_view(self, link: PeerLink, msg: p.ClusterView) -> None:
+        self.membership.view_arrived(msg.views)
+
+    def _object_available(self, link: PeerLink, msg: p.ObjectAvailable) -> None:
+        self.spawn(self._forwarded_result(link, msg))
+
+    def _object_chunk(self, link: PeerLink, msg: p.ObjectChunk) -> None:
+        self.transfers.assembler.feed(link_source(link), msg)
+
+    def _put_inline(self, link: PeerLink, msg: p.PutInline) -> None:
+        # An object a forwarded task's result refers to: the result follows, or (when
+        # announced) came before and still holds it, unless it was freed since.
+        if msg.announced:
+            self.awaited_from.get(link.node_id, set()).discard(msg.object_id)
+        if msg.announced and self.table.get(msg.object_id) is None:
+            if msg.chunked:
+                self.spawn(self.transfers.drop_chunked(msg.object_id))
+            return
+        self.table.arriving(msg.object_id)
+        self.transfers.store_put(msg)
+
+    def _task_started(self, link: PeerLink, msg: p.TaskStarted) -> None:
+        self.tasks.on_task_started(link, msg)  # a task forwarded there started running
+
+    def _log_lines(self, link: PeerLink, msg: p.LogLines) -> None:
+        fwd = self.forwarded.get(msg.task_id)
+        owner = self.conns.get(fwd.rec.spec.owner) if fwd is not None else None
+        if owner is not None:
+            owner.send(msg)
+
+    def _query_reply(self, link: PeerLink, msg: p.QueryReply) -> None:
+        self.routes.head_replied(msg)
+
+    def _actor_created(self, link: PeerLink, msg: p.ActorCreated) -> None:
+        if msg.error:
             log.warning("node %s refused an actor: %s", link.node_id, msg.error)
 
     def on_link_lost(self, link: PeerLink) -> None:
