@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from ..transport import ServerConnection
     from .cluster_actors import ClusterActors
     from .object_manager import ObjectManager
-    from .scheduler import ResourceLedger
     from .tasks import Tasks
     from .worker_pool import WorkerPool
 
@@ -47,7 +46,6 @@ class ActorManager:
         objects: ObjectManager,
         pool: WorkerPool,
         cluster: ClusterActors,
-        ledger: ResourceLedger,
         conns: dict[int, ServerConnection],
         feed: ChangeFeed,
         session_dir: str,
@@ -59,7 +57,6 @@ class ActorManager:
         self.store = objects.store
         self.pool = pool
         self.cluster = cluster
-        self.ledger = ledger
         self.conns = conns
         self.feed = feed
         self.session_dir = session_dir
@@ -123,10 +120,6 @@ class ActorManager:
     def _creation_done(self, record: ActorRecord, rec: TaskRecord, msg: p.TaskDone) -> None:
         self.tasks.creation_done(rec, msg.results)
         self.feed.touch("actors", record.actor_id.hex())
-        if record.grant is not None and not record.options.hold_resources:
-            # Placement needs the resources; a running actor holds none unless asked to.
-            self.ledger.release(record.grant)
-            record.grant = None
         result = msg.results[0] if msg.results else None
         if record.state == DEAD:  # killed while its constructor ran
             return

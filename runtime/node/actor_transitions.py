@@ -49,6 +49,11 @@ class ActorTransitions:
             del self.m.tasks[rec.spec.task_id]
         self.m.record_done(rec, results)
         self.m.out.append(ReleaseHolds(rec.spec))
+        record = rec.actor
+        if record is not None and record.grant is not None and not record.options.hold_resources:
+            # Placement needs the resources; a running actor holds none unless asked to.
+            self.m.ledger.release(record.grant)
+            record.grant = None
 
     def drop_creation(self, actor_id: bytes) -> None:
         """The actor died before its creation task ended: drop that attempt."""

@@ -182,7 +182,6 @@ class NodeManager:
             self.object_manager,
             self.pool,
             self.cluster_actors,
-            self.ledger,
             self.conns,
             self.feed,
             session_dir,

@@ -50,6 +50,23 @@ class WorkerIdle:
 
 
 @dataclass(slots=True)
+class WorkerBlocked:
+    """A worker's task waits in ``get`` for these objects: lend its CPUs meanwhile."""
+
+    worker: WorkerState | None
+    waiting_on: list[bytes]
+    stimulus_id: str
+
+
+@dataclass(slots=True)
+class WorkerUnblocked:
+    """The worker's ``get`` returned: take the lent CPUs back."""
+
+    worker: WorkerState | None
+    stimulus_id: str
+
+
+@dataclass(slots=True)
 class TaskFinished:
     """A worker reported a plain task (``rec`` None: a task this node forgot)."""
 
@@ -101,6 +118,8 @@ Event = (
     TaskSubmitted
     | DepsReady
     | WorkerIdle
+    | WorkerBlocked
+    | WorkerUnblocked
     | TaskFinished
     | WorkerLost
     | CancelRequested

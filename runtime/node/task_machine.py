@@ -55,9 +55,11 @@ from .task_events import (
     TaskSubmitted,
     UnqueueActorCall,
     Warn,
+    WorkerBlocked,
     WorkerIdle,
     WorkerLost,
     Workers,
+    WorkerUnblocked,
 )
 from .task_invariants import check_tasks
 
@@ -122,6 +124,8 @@ class TaskStateMachine:
             TaskSubmitted: self._on_submitted,
             DepsReady: self._on_deps_ready,
             WorkerIdle: self._on_worker_idle,
+            WorkerBlocked: self._on_blocked,
+            WorkerUnblocked: self._on_unblocked,
             TaskFinished: self._on_task_finished,
             WorkerLost: self._on_worker_lost,
             CancelRequested: self._on_cancel,
@@ -182,6 +186,24 @@ class TaskStateMachine:
 
     def _on_worker_idle(self, ev: WorkerIdle) -> None:
         self.dispatch()
+
+    def _on_blocked(self, ev: WorkerBlocked) -> None:
+        objects = self.objects
+        if ev.waiting_on and all(
+            (entry := objects.get(oid)) is not None and entry.payload is not None
+            for oid in ev.waiting_on
+        ):
+            return  # everything is ready: the worker will not wait long
+        worker = ev.worker
+        if worker is not None and worker.task is not None and worker.task.grant is not None:
+            worker.lent_cpus = self.ledger.lend_cpu(worker.task.grant)
+            self.dispatch()
+
+    def _on_unblocked(self, ev: WorkerUnblocked) -> None:
+        worker = ev.worker
+        if worker is not None and worker.lent_cpus:
+            self.ledger.reclaim_cpu(worker.lent_cpus)
+            worker.lent_cpus = 0.0
 
     def _on_task_finished(self, ev: TaskFinished) -> None:
         rec, worker, msg = ev.rec, ev.worker, ev.msg

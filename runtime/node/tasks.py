@@ -46,8 +46,10 @@ from .task_events import (
     TaskSubmitted,
     UnqueueActorCall,
     Warn,
+    WorkerBlocked,
     WorkerIdle,
     WorkerLost,
+    WorkerUnblocked,
 )
 from .task_machine import TaskStateMachine
 
@@ -107,7 +109,6 @@ class Tasks:
         feed: ChangeFeed,
         recording: bool,
     ) -> None:
-        self.ledger = ledger
         self.objects = objects
         self.table = objects.objects
         self.store = objects.store
@@ -294,20 +295,11 @@ class Tasks:
 
     def on_blocked(self, conn: ServerConnection, msg: p.Blocked) -> None:
         worker = self.pool.workers.get(conn.conn_id)
-        if msg.waiting_on and all(
-            (entry := self.table.get(oid)) is not None and entry.payload is not None
-            for oid in msg.waiting_on
-        ):
-            return  # everything is ready: the worker will not wait long
-        if worker is not None and worker.task is not None and worker.task.grant is not None:
-            worker.lent_cpus = self.ledger.lend_cpu(worker.task.grant)
-            self.dispatch("Blocked")
+        self.execute(self.machine.handle(WorkerBlocked(worker, msg.waiting_on, "Blocked")))
 
     def on_unblocked(self, conn: ServerConnection, msg: p.Unblocked) -> None:
         worker = self.pool.workers.get(conn.conn_id)
-        if worker is not None and worker.lent_cpus:
-            self.ledger.reclaim_cpu(worker.lent_cpus)
-            worker.lent_cpus = 0.0
+        self.execute(self.machine.handle(WorkerUnblocked(worker, "Unblocked")))
 
     def on_log_lines(self, conn: ServerConnection, msg: p.LogLines) -> None:
         rec = self.tasks.get(msg.task_id)

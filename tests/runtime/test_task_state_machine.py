@@ -39,8 +39,10 @@ from jupyter_ray.runtime.node.task_events import (
     TaskFinished,
     TaskSubmitted,
     UnqueueActorCall,
+    WorkerBlocked,
     WorkerIdle,
     WorkerLost,
+    WorkerUnblocked,
 )
 from jupyter_ray.runtime.node.task_machine import TaskStateMachine
 from jupyter_ray.runtime.node.worker_pool import WorkerPool
@@ -430,3 +432,29 @@ def test_state_records_carry_plain_strings() -> None:
         "FINISHED",
     }
     assert b"TaskStatus" not in pickle.dumps(record)
+
+
+def test_a_blocked_worker_lends_its_cpu_until_it_is_unblocked() -> None:
+    node = Node(cpus=1, workers=2)
+    parent = node.submit("parent")
+    child = node.submit("child")
+    assert child.state is TaskStatus.PENDING_RESOURCES
+    worker = parent.worker
+    out = node.step(WorkerBlocked(worker, [object_id_for(child.spec.task_id, 0)], "test-blocked"))
+    assert [s.rec for s in of(SendTask, out)] == [child]
+    assert worker is not None and worker.lent_cpus == 1
+    node.done(child)
+    node.step(WorkerUnblocked(worker, "test-unblocked"))
+    assert worker.lent_cpus == 0 and node.ledger.available["CPU"] == 0
+    node.done(parent)
+    assert node.ledger.available["CPU"] == 1
+
+
+def test_a_worker_blocked_on_ready_objects_lends_nothing() -> None:
+    node = Node(cpus=1, workers=2)
+    parent = node.submit("parent")
+    ready = object_id_for(b"\x03" * 16, 0)
+    node.objects.create(ready, 7)
+    node.objects.seal(ready, payload(b"v"), [])
+    node.step(WorkerBlocked(parent.worker, [ready], "test-blocked"))
+    assert parent.worker is not None and parent.worker.lent_cpus == 0
