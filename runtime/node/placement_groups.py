@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from .. import protocol as p
@@ -30,7 +31,16 @@ if TYPE_CHECKING:
     from .scheduler import ResourceLedger
     from .tasks import Tasks
 
-PENDING, CREATED, REMOVED = "PENDING", "CREATED", "REMOVED"
+
+class GroupStatus(str, Enum):
+    """A placement group's state; the values are what ``placement_group_table`` shows."""
+
+    PENDING = "PENDING"
+    CREATED = "CREATED"
+    REMOVED = "REMOVED"
+
+
+PENDING, CREATED, REMOVED = GroupStatus.PENDING, GroupStatus.CREATED, GroupStatus.REMOVED
 PG_QUERIES = frozenset({"pg_create", "pg_remove", "pg_table", "pg_get"})
 
 
@@ -43,7 +53,7 @@ class PlacementGroupRecord:
     namespace: str
     detached: bool
     owner: int
-    state: str = PENDING
+    state: GroupStatus = PENDING
     grants: list[Grant] = field(default_factory=list)
     added: dict[str, float] = field(default_factory=dict)
     created: float = field(default_factory=time.time)
@@ -59,7 +69,7 @@ class PlacementGroupRecord:
             "namespace": self.namespace,
             "bundles": {i: dict(b) for i, b in enumerate(self.bundles)},
             "strategy": self.strategy,
-            "state": self.state,
+            "state": self.state.value,
             "detached": self.detached,
         }
 
