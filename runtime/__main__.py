@@ -14,7 +14,7 @@ import sys
 def _early_zygote(args: list[str]) -> subprocess.Popen[bytes] | None:
     """Start the node's worker zygote before the node manager's own imports (see
     ``processes.launch_zygote``); None when the arguments are not as expected."""
-    from .processes import launch_zygote, worker_environment
+    from .node.processes import launch_zygote, worker_environment
 
     try:
         session_dir = args[args.index("--session-dir") + 1]
@@ -29,7 +29,7 @@ def main() -> None:
     args = sys.argv[2:]
     if role == "node":
         zygote = _early_zygote(args)
-        from .node import main as node_main
+        from .node.manager import main as node_main
 
         node_main(args, zygote)
     elif role == "worker":
@@ -37,7 +37,7 @@ def main() -> None:
 
         worker_main(args)
     elif role == "zygote":
-        from .zygote import main as zygote_main
+        from .worker.zygote import main as zygote_main
 
         zygote_main(args)
     else:

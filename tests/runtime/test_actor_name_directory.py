@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from jupyter_ray.runtime.cluster_actors import ActorNameDirectory
 from jupyter_ray.runtime.common import protocol as p
+from jupyter_ray.runtime.node.cluster_directory import ActorNameDirectory
 
 
 def _info(actor_id: bytes, name: str | None = None, namespace: str = "default") -> p.ActorInfo:

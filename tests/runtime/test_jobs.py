@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jupyter_ray.runtime.jobs import JobTable
+from jupyter_ray.runtime.node.jobs import JobTable
 
 
 def test_jobs_start_end_and_old_ones_are_forgotten() -> None:

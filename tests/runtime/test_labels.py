@@ -12,7 +12,7 @@ from jupyter_ray.runtime.common.labels import (
     satisfied,
     selector_marker,
 )
-from jupyter_ray.runtime.scheduler import ReadyQueue, ResourceLedger
+from jupyter_ray.runtime.node.scheduler import ReadyQueue, ResourceLedger
 
 LABELS = {"zone": "a", "disk": "ssd", "ray.io/node-id": "n1"}
 

@@ -52,7 +52,8 @@ def test_runtime_sources_never_import_the_facade() -> None:
 
 def test_importing_worker_and_api_loads_no_jupyter_module() -> None:
     code = (
-        "import sys, jupyter_ray, jupyter_ray.runtime.worker.task_loop, jupyter_ray.runtime.node\n"
+        "import sys, jupyter_ray\n"
+        "import jupyter_ray.runtime.worker.task_loop, jupyter_ray.runtime.node.manager\n"
         # the facade loads on first use: touch every public name
         "[getattr(jupyter_ray, name) for name in jupyter_ray.__all__]\n"
         f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {sorted(FORBIDDEN)!r})\n"
@@ -87,37 +88,6 @@ ROOT = RUNTIME.parent
 FACADE = ROOT / "jupyter_ray"
 ENGINE = "jupyter_ray.runtime"
 
-NODE_SIDE = {
-    f"{ENGINE}.{name}"
-    for name in (
-        "actor_manager",
-        "actors",
-        "cancel",
-        "cluster",
-        "cluster_actors",
-        "feed",
-        "generator_items",
-        "history",
-        "jobs",
-        "node",
-        "object_manager",
-        "objects",
-        "placement",
-        "processes",
-        "scheduler",
-        "state_view",
-        "telemetry",
-        "transfer",
-        "worker_pool",
-    )
-}
-"""The node manager's modules. Once they live in ``runtime/node/``, ``_layer`` finds them
-by their package and this set can go."""
-
-WORKER_SIDE = {f"{ENGINE}.zygote"}
-"""Modules outside ``runtime/worker/`` that belong to the worker layer: the zygote is only
-ever imported in the zygote process, which imports the worker's code and forks workers."""
-
 ALLOWED = {
     "common": {"common"},
     "client": {"common", "client"},
@@ -132,13 +102,6 @@ starts every kind of process."""
 PLUGINS = ("jupyter_ray.kernel", "jupyter_ray.server")
 """The Jupyter glue: loaded on demand (inside a function) by the facade, which they import
 in turn. Such a load is not a cycle: it runs when both sides are long imported."""
-
-KNOWN_CYCLE_EDGES: set[tuple[str, str]] = {
-    (f"{ENGINE}.actor_manager", f"{ENGINE}.node"),
-}
-"""Function-level imports of the node side that close a cycle (the mixins import the
-records of ``node.py``, which imports the mixins). To be emptied when the node manager's
-records move below its components."""
 
 
 def _module_name(path: pathlib.Path) -> str:
@@ -236,15 +199,11 @@ def _layer(module: str) -> str:
         return "common"  # (the package: a docstring, which everything under it imports)
     if module == f"{ENGINE}.__main__":
         return "entry"
-    if module in NODE_SIDE or module.startswith(f"{ENGINE}.node."):
-        return "node"
-    if module in WORKER_SIDE:
-        return "worker"
-    for layer in ("common", "client", "worker"):
+    for layer in ("common", "client", "node", "worker"):
         if module.startswith(f"{ENGINE}.{layer}.") or module == f"{ENGINE}.{layer}":
             return layer
     if module.startswith(ENGINE + "."):
-        raise AssertionError(f"{module} is in no layer: put it in a package, or in NODE_SIDE")
+        raise AssertionError(f"{module} is in no layer: put it in one of the packages")
     return "facade"
 
 
@@ -302,21 +261,15 @@ def _path_within(edges: dict[str, set[str]], component: list[str]) -> list[str]:
 def test_no_import_cycles() -> None:
     graph = _graph()
     edges: dict[str, set[str]] = {m: set() for m in graph}
-    present: set[tuple[str, str]] = set()
     for module, found in graph.items():
         for target, runs, in_function in found:
             if not runs:
                 continue
             if in_function and target.startswith(PLUGINS) and not module.startswith(PLUGINS):
                 continue  # a plug-in loaded on demand (see PLUGINS)
-            if (module, target) in KNOWN_CYCLE_EDGES:
-                present.add((module, target))
-                continue
             edges[module].add(target)
     cycles = [" -> ".join(_path_within(edges, c)) for c in _cycles(edges)]
     assert not cycles, "import cycles:\n  " + "\n  ".join(cycles)
-    stale = KNOWN_CYCLE_EDGES - present
-    assert not stale, f"no longer imported, take them out of KNOWN_CYCLE_EDGES: {stale}"
 
 
 def test_layers_import_only_what_they_may() -> None:
@@ -336,5 +289,5 @@ def test_the_import_graph_sees_relative_and_function_level_imports() -> None:
     imports = {target: in_function for target, _, in_function in graph["jupyter_ray._client"]}
     assert imports[f"{ENGINE}.client.core"] is False  # from .runtime.client.core import ...
     assert imports["jupyter_ray.kernel"] is True  # loaded on demand inside init()
-    node_imports = {t for t, _, _ in graph[f"{ENGINE}.node"]}
+    node_imports = {t for t, _, _ in graph[f"{ENGINE}.node.manager"]}
     assert f"{ENGINE}.common.protocol" in node_imports  # from .common import protocol

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from jupyter_ray.runtime.common.protocol import Payload
-from jupyter_ray.runtime.objects import ObjectEntry, ObjectTable
+from jupyter_ray.runtime.node.objects import ObjectEntry, ObjectTable
 
 A, B, C = b"a" * 20, b"b" * 20, b"c" * 20
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jupyter_ray.runtime.scheduler import ReadyQueue, ResourceLedger
+from jupyter_ray.runtime.node.scheduler import ReadyQueue, ResourceLedger
 
 
 def test_cpu_and_custom_resources_are_taken_and_given_back() -> None:

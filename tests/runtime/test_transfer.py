@@ -9,7 +9,7 @@ import pytest
 from jupyter_ray.runtime.common import framing
 from jupyter_ray.runtime.common import protocol as p
 from jupyter_ray.runtime.common.exceptions import ObjectStoreFullError
-from jupyter_ray.runtime.transfer import CHUNK, Assembler, send_value
+from jupyter_ray.runtime.node.transfer import CHUNK, Assembler, send_value
 
 OID = b"o" * 20
 

@@ -1,14 +1,7 @@
 """Placement groups: bundles of resources reserved together, for tasks and actors to use.
 
-A mixin of :class:`node.NodeManager`; every method runs on its event loop. As in Ray, a
-reserved group turns into resources of its own, and a task placed in the group asks for
-those instead of the plain ones (``in_group``, used by the facade when it sees a
-``PlacementGroupSchedulingStrategy``):
-
-- ``CPU_group_<i>_<id>`` for what bundle ``i`` holds, ``CPU_group_<id>`` for the whole
-  group (any bundle), likewise for every resource of the bundles;
-- ``bundle_group_<i>_<id>`` and ``bundle_group_<id>``, which every task in the group also
-  asks a sliver of, so a task that needs no resources still runs where the group is.
+A component of the node manager (:mod:`manager`); every method runs on its event loop. The
+resource names a reserved group adds are in :mod:`jupyter_ray.runtime.placement`.
 
 A group is reserved whole on the node whose process created it, when the sum of its
 bundles fits there (``STRICT_SPREAD`` with several bundles never fits one node, and waits);
@@ -22,23 +15,32 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from .common.exceptions import RaySystemError
-from .common.group_resources import group_resources
-from .common.ids import object_id_for
-from .common.serialization import serialize
+from ..common import protocol as p
+from ..common.exceptions import RaySystemError
+from ..common.group_resources import group_resources
+from ..common.ids import object_id_for
+from ..common.serialization import serialize
 from .scheduler import Grant
 
 if TYPE_CHECKING:
-    from .common import protocol as p
-    from .common.transport import ServerConnection
-    from .node import TaskRecord, WorkerState
-    from .objects import ObjectTable
-    from .scheduler import ReadyQueue, ResourceLedger
+    from ..common.transport import ServerConnection
+    from .object_manager import ObjectManager
+    from .scheduler import ResourceLedger
+    from .tasks import Tasks
 
-PENDING, CREATED, REMOVED = "PENDING", "CREATED", "REMOVED"
-STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+
+class GroupStatus(str, Enum):
+    """A placement group's state; the values are what ``placement_group_table`` shows."""
+
+    PENDING = "PENDING"
+    CREATED = "CREATED"
+    REMOVED = "REMOVED"
+
+
+PENDING, CREATED, REMOVED = GroupStatus.PENDING, GroupStatus.CREATED, GroupStatus.REMOVED
 PG_QUERIES = frozenset({"pg_create", "pg_remove", "pg_table", "pg_get"})
 
 
@@ -51,7 +53,7 @@ class PlacementGroupRecord:
     namespace: str
     detached: bool
     owner: int
-    state: str = PENDING
+    state: GroupStatus = PENDING
     grants: list[Grant] = field(default_factory=list)
     added: dict[str, float] = field(default_factory=dict)
     created: float = field(default_factory=time.time)
@@ -67,7 +69,7 @@ class PlacementGroupRecord:
             "namespace": self.namespace,
             "bundles": {i: dict(b) for i, b in enumerate(self.bundles)},
             "strategy": self.strategy,
-            "state": self.state,
+            "state": self.state.value,
             "detached": self.detached,
         }
 
@@ -75,20 +77,19 @@ class PlacementGroupRecord:
 class PlacementGroups:
     """Placement-group handlers of the node manager; see the module docstring."""
 
-    ledger: ResourceLedger
-    ready: ReadyQueue
-    objects: ObjectTable
-    workers: dict[int, WorkerState]
-    groups: dict[bytes, PlacementGroupRecord]
-    pending_groups: list[PlacementGroupRecord]  # oldest first
-
-    if TYPE_CHECKING:
-
-        def _sealed(self, object_id: bytes, payload: p.Payload, contained: list[bytes]) -> None: ...
-        def _fail(self, rec: TaskRecord, error: BaseException) -> None: ...
-        def _kill_worker(self, worker: WorkerState, sig: int = ...) -> None: ...
-        def _dispatch_tasks(self) -> None: ...
-        def _actor_dead(self, record: Any, cause: str) -> None: ...
+    def __init__(
+        self,
+        ledger: ResourceLedger,
+        objects: ObjectManager,
+        tasks: Tasks,
+        groups: dict[bytes, PlacementGroupRecord],
+        pending_groups: list[PlacementGroupRecord],
+    ) -> None:
+        self.ledger = ledger
+        self.objects = objects
+        self.tasks = tasks
+        self.groups = groups
+        self.pending_groups = pending_groups  # oldest first
 
     def pg_query(self, conn: ServerConnection, what: str, arg: Any) -> Any:
         if what == "pg_create":
@@ -135,14 +136,23 @@ class PlacementGroups:
         )
         self.groups[pg_id] = rec
         self.pending_groups.append(rec)
-        self.objects.create(rec.ready_id, conn.conn_id)  # the creator's ref to ready()
+        self.objects.objects.create(rec.ready_id, conn.conn_id)  # the creator's ref to ready()
         if not self.reserve_groups():
-            self._dispatch_tasks()
+            self.tasks.dispatch()
         return None
 
     def reserve_groups(self, dispatch: bool = True) -> bool:
         """Reserve every waiting group that fits now, oldest first; True if any did."""
-        done = False
+        reserved = self.reserve_fitting()
+        self.groups_reserved(reserved)
+        if reserved and dispatch:
+            self.tasks.dispatch("group-reserved")
+        return bool(reserved)
+
+    def reserve_fitting(self) -> list[PlacementGroupRecord]:
+        """Take the resources of every waiting group that fits now, oldest first (the
+        bookkeeping only: :meth:`groups_reserved` tells their creators)."""
+        done = []
         for rec in list(self.pending_groups):
             if rec.strategy == "STRICT_SPREAD" and len(rec.bundles) > 1:
                 continue  # one bundle per node: never on a single node
@@ -166,11 +176,13 @@ class PlacementGroups:
                 self.ledger.add(rec.added)
                 rec.state = CREATED
                 self.pending_groups.remove(rec)
-                self._sealed(rec.ready_id, _payload(True), [])
-                done = True
-        if done and dispatch:
-            self._dispatch_tasks()
+                done.append(rec)
         return done
+
+    def groups_reserved(self, groups: list[PlacementGroupRecord]) -> None:
+        """Seal the ``ready()`` object of each group that got its resources."""
+        for rec in groups:
+            self.objects.sealed(rec.ready_id, _payload(True), [])
 
     def group_gpu_ids(self, demand: dict[str, float]) -> list[int]:
         """GPU ids for a demand placed in a group: those of its bundle (or all bundles)."""
@@ -196,37 +208,15 @@ class PlacementGroups:
         )
         if was == PENDING:
             self.pending_groups.remove(rec)
-            self._sealed(rec.ready_id, _payload(error, error=True), [])
+            self.objects.sealed(rec.ready_id, _payload(error, error=True), [])
             return
-        keys = set(rec.added)
-        for worker in list(self.workers.values()):
-            task = worker.task
-            if task is not None and task.grant is not None and keys & set(task.grant.demand):
-                worker.task = None
-                self.ledger.release(task.grant)
-                task.grant = None
-                self._fail(task, error)
-                self._kill_worker(worker)
-            actor = worker.actor
-            if actor is not None and keys & set(actor.spec.resources):  # placed in the group
-                actor.no_restart = True
-                actor.death_cause = f"its placement group is gone: {why}"
-                self._kill_worker(worker)
-        for demand, queue in self.ready.shapes():
-            if keys & set(demand):
-                while queue:
-                    waiting: Any = self.ready.popleft(queue)
-                    if waiting.actor is not None and waiting.spec.actor_id == waiting.spec.task_id:
-                        waiting.actor.no_restart = True  # its creation waited for the group
-                        self._actor_dead(waiting.actor, f"its placement group is gone: {why}")
-                    else:
-                        self._fail(waiting, error)
+        self.tasks.group_removed(set(rec.added), error, why)
         self.ledger.remove(rec.added)
         for grant in rec.grants:
             self.ledger.release(grant)
         rec.grants = []
         self.reserve_groups(dispatch=False)
-        self._dispatch_tasks()
+        self.tasks.dispatch()
 
     def groups_owner_gone(self, conn_id: int) -> None:
         for rec in list(self.groups.values()):
@@ -235,7 +225,5 @@ class PlacementGroups:
 
 
 def _payload(value: Any, error: bool = False) -> p.Payload:
-    from .common import protocol as proto
-
     data = serialize(value).to_bytes()
-    return proto.Payload(data=data, size=len(data), error=error)
+    return p.Payload(data=data, size=len(data), error=error)

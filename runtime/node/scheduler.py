@@ -12,7 +12,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .common.labels import MARKER, satisfied
+from ..common.labels import MARKER, satisfied
 
 EPS = 1e-9
 MAX_ZERO_RESOURCE_BURST = 64  # tasks needing no resources: start at most this many workers

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .common.protocol import FeedSnapshot, FeedUpdate
-from .common.state_schema import ID_FIELDS, KINDS
+from ..common.protocol import FeedSnapshot, FeedUpdate
+from ..common.state_schema import ID_FIELDS, KINDS
 
 LAG_HIGH = 1 << 20  # bytes queued for a subscriber before it counts as lagging
 LAG_LOW = 64 << 10  # ... and below which it gets a snapshot and resumes

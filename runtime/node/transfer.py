@@ -11,7 +11,8 @@ whole value, and the receiver copies each chunk into the store as it arrives.
 The message that would have carried the value inline (``PutInline`` with
 ``chunked=True``, or ``ObjectAvailable`` with a payload whose offset is
 :data:`CHUNKED`) follows its last chunk on the same connection; its handler awaits
-:meth:`Assembler.take`. Everything here runs on the node manager's event loop.
+:meth:`Assembler.take`. Everything here runs on the node manager's event loop;
+:class:`Transfers` is the node manager's component that uses it.
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .common import protocol as p
-from .common.exceptions import ObjectStoreFullError
-from .common.store import map_file_readonly
+from ..common import protocol as p
+from ..common.exceptions import ObjectStoreFullError
+from ..common.store import map_file_readonly
 
 if TYPE_CHECKING:
-    from .common.store import Arena
-    from .common.transport import ServerConnection
-    from .objects import ObjectEntry, ObjectTable
+    from ..common.transport import ServerConnection
+    from .object_store import ObjectStore
+    from .objects import ObjectEntry
 
 log = logging.getLogger("jupyter_ray.node")
 
@@ -196,23 +197,25 @@ TRANSFER_PIN = -1
 """The pseudo connection that pins a value while its chunks are being sent."""
 
 
-class NodeTransfers:
-    """Chunked transfers of a node manager (a mixin of ``NodeManager``, on its loop)."""
+class Transfers:
+    """Values between nodes, and puts from other machines (a component of the node
+    manager, on its loop): chunks in and out, the bytes of stored values, and sealing
+    what arrives through ``sealed``."""
 
-    if TYPE_CHECKING:
-        arena: Arena
-        objects: ObjectTable
+    def __init__(
+        self,
+        store: ObjectStore,
+        sealed: Callable[[bytes, p.Payload, list[bytes]], None],
+        spawn: Callable[[Awaitable[Any]], None],
+    ) -> None:
+        self.store = store
+        self.objects = store.objects
+        self.arena = store.arena
+        self.sealed = sealed
+        self.spawn = spawn
+        self.assembler = Assembler(store.allocate, self.write_chunk, store.release_payload)
 
-        async def _allocate(self, object_id: bytes, size: int) -> p.Payload: ...
-        def _release_payload(self, payload: p.Payload) -> None: ...
-        def _release_memory(self, entry: ObjectEntry) -> None: ...
-        def _sealed(self, object_id: bytes, payload: p.Payload, contained: list[bytes]) -> None: ...
-        def _spawn(self, coro: Any) -> None: ...
-
-    def init_transfers(self) -> None:
-        self.assembler = Assembler(self._allocate, self._write_chunk, self._release_payload)
-
-    def _write_chunk(self, payload: p.Payload, offset: int, data: bytes) -> Awaitable[None] | None:
+    def write_chunk(self, payload: p.Payload, offset: int, data: bytes) -> Awaitable[None] | None:
         if payload.path is not None:
             loop = asyncio.get_running_loop()
             return loop.run_in_executor(None, _write_at, payload.path, offset, data)
@@ -282,7 +285,7 @@ class NodeTransfers:
             payload = await self.assembler.take(object_id)
         except (KeyError, ConnectionError):
             return
-        self._release_payload(payload)
+        self.store.release_payload(payload)
 
     async def payload_bytes(self, payload: p.Payload) -> bytes:
         """A stored value's bytes (a copy): inline, from a file, or from the arena."""
@@ -296,11 +299,11 @@ class NodeTransfers:
     def store_put(self, msg: p.PutInline) -> None:
         """Store and seal a value put here by another process or node (entry exists)."""
         if msg.chunked:
-            self._spawn(self.store_chunked(msg))
+            self.spawn(self.store_chunked(msg))
         elif len(msg.data) >= p.INLINE_LIMIT:
             # A large value sent over TCP: keep it in the store, so that workers here map
             # it instead of receiving it in every message.
-            self._spawn(self.store_large(msg))
+            self.spawn(self.store_large(msg))
         else:
             payload = p.Payload(data=msg.data, size=len(msg.data), type_name=msg.type_name)
             self.seal_once(msg, payload)
@@ -310,9 +313,9 @@ class NodeTransfers:
         reach a node twice, inside two results); then the new copy is dropped."""
         entry = self.objects.get(msg.object_id)
         if entry is not None and entry.payload is not None:
-            self._release_payload(payload)
+            self.store.release_payload(payload)
             return
-        self._sealed(msg.object_id, payload, msg.contained)
+        self.sealed(msg.object_id, payload, msg.contained)
 
     async def store_large(self, msg: p.PutInline) -> None:
         payload = await self.store_bytes(msg.object_id, msg.data)
@@ -323,10 +326,10 @@ class NodeTransfers:
         """Copy a large value that came in one message into this node's store, so that
         workers here map it instead of receiving it; kept as it is when no room is left."""
         try:
-            payload = await self._allocate(object_id, len(data))
+            payload = await self.store.allocate(object_id, len(data))
         except ObjectStoreFullError:
             return p.Payload(data=data, size=len(data))
-        write = self._write_chunk(payload, 0, data)
+        write = self.write_chunk(payload, 0, data)
         if write is not None:
             await write
         return payload
@@ -356,7 +359,7 @@ class NodeTransfers:
             if entry is not None:
                 reclaimed = self.objects.unpin(object_id, TRANSFER_PIN, 1)
                 if reclaimed is not None:
-                    self._release_memory(reclaimed)
+                    self.store.release_memory(reclaimed)
 
 
 def _read_all(path: str, size: int) -> bytes:

@@ -1,7 +1,7 @@
 """The node manager's state API: records of tasks, actors, objects and the node.
 
-A mixin of :class:`node.NodeManager`; every method runs on its event loop and only reads
-its tables. The records are the dataclasses of :mod:`state_schema`.
+A component of the node manager (:mod:`manager`); every method runs on its event loop and
+only reads its tables. The records are the dataclasses of :mod:`state_schema`.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import reprlib
 import socket
 from typing import TYPE_CHECKING, Any
 
-from .common import protocol as p
-from .common.ids import task_id_of
-from .common.protocol import NodeView
-from .common.state_schema import (
+from ..common import protocol as p
+from ..common.ids import task_id_of
+from ..common.serialization import meta_of
+from ..common.state_schema import (
     DONE_STATES,
     FINISHED,
     RUNNING,
@@ -26,15 +26,16 @@ from .common.state_schema import (
     TaskSummary,
     matches,
 )
-from .common.task_graph import task_graph
+from ..common.task_graph import task_graph
 
 if TYPE_CHECKING:
+    from ..common.transport import ServerConnection
     from .actors import ActorDirectory, ActorRecord
-    from .common.store import Allocator
-    from .common.transport import ServerConnection
+    from .cluster import Membership
     from .history import TaskHistory
-    from .node import TaskRecord, WorkerState
-    from .objects import ObjectEntry, ObjectTable
+    from .object_store import ObjectStore
+    from .objects import ObjectEntry
+    from .records import TaskRecord, WorkerState
     from .scheduler import ResourceLedger
     from .telemetry import Telemetry
 
@@ -61,24 +62,63 @@ _repr.maxother = 60
 _repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 8
 
 
+def task_state(rec: TaskRecord, node_id: str) -> TaskState:
+    """The state API's record of a live task (or one that just finished)."""
+    spec = rec.spec
+    return TaskState(
+        task_id=spec.task_id.hex(),
+        name=spec.name,
+        kind=KIND_NAMES.get(spec.kind, "task"),
+        # plain strings: clients must not need the enum to unpickle (_value_: .value's
+        # slot, without the property's cost on every finished task)
+        state=rec.state._value_,
+        times={state._value_: when for state, when in rec.times.items()},
+        owner_pid=rec.owner_pid,
+        parent_task_id=spec.parent_task.hex() if spec.parent_task else None,
+        depends_on=[d.hex() for d in spec.deps],
+        returns=[(spec.task_id + i.to_bytes(4, "big")).hex() for i in range(spec.num_returns)],
+        node_id=rec.node_id or node_id,  # forwarded: where it runs
+        worker_pid=rec.worker_pid,
+        actor_id=spec.actor_id.hex() if spec.actor_id else None,
+        resources=dict(spec.resources),
+        attempt=rec.attempt,
+        error_type=rec.error_type,
+        error_message=rec.error_message,
+        cell_id=spec.cell_id,
+        cell_execution_count=spec.cell_execution_count,
+        job_id=spec.job_id,
+    )
+
+
 class StateView:
     """Builds state records from the node manager's tables; see the module docstring."""
 
-    node_id: str
-    tasks: dict[bytes, TaskRecord]
-    history: TaskHistory
-    objects: ObjectTable
-    actors: ActorDirectory
-    conns: dict[int, ServerConnection]
-    workers: dict[int, WorkerState]
-    ledger: ResourceLedger
-    alloc: Allocator
-    spilled_bytes: int
-    telemetry: Telemetry
-    socket_path: str
-    cluster: dict[str, NodeView]
-    is_head: bool
-    tcp_address: str | None
+    def __init__(
+        self,
+        membership: Membership,
+        tasks: dict[bytes, TaskRecord],
+        history: TaskHistory,
+        store: ObjectStore,
+        actors: ActorDirectory,
+        conns: dict[int, ServerConnection],
+        workers: dict[int, WorkerState],
+        ledger: ResourceLedger,
+        telemetry: Telemetry,
+        socket_path: str,
+    ) -> None:
+        self.membership = membership
+        self.node_id = membership.node_id
+        self.tasks = tasks
+        self.history = history
+        self.store = store
+        self.objects = store.objects
+        self.alloc = store.alloc
+        self.actors = actors
+        self.conns = conns
+        self.workers = workers
+        self.ledger = ledger
+        self.telemetry = telemetry
+        self.socket_path = socket_path
 
     # --- records ---------------------------------------------------------------------
 
@@ -87,28 +127,7 @@ class StateView:
         return conn.pid if conn is not None else 0
 
     def task_state(self, rec: TaskRecord) -> TaskState:
-        spec = rec.spec
-        return TaskState(
-            task_id=spec.task_id.hex(),
-            name=spec.name,
-            kind=KIND_NAMES.get(spec.kind, "task"),
-            state=rec.state,
-            times=dict(rec.times),
-            owner_pid=rec.owner_pid,
-            parent_task_id=spec.parent_task.hex() if spec.parent_task else None,
-            depends_on=[d.hex() for d in spec.deps],
-            returns=[(spec.task_id + i.to_bytes(4, "big")).hex() for i in range(spec.num_returns)],
-            node_id=rec.node_id or self.node_id,  # forwarded: where it runs
-            worker_pid=rec.worker_pid,
-            actor_id=spec.actor_id.hex() if spec.actor_id else None,
-            resources=dict(spec.resources),
-            attempt=rec.attempt,
-            error_type=rec.error_type,
-            error_message=rec.error_message,
-            cell_id=spec.cell_id,
-            cell_execution_count=spec.cell_execution_count,
-            job_id=spec.job_id,
-        )
+        return task_state(rec, self.node_id)
 
     def actor_state(self, record: ActorRecord) -> ActorState:
         return ActorState(
@@ -116,7 +135,7 @@ class StateView:
             class_name=record.options.class_name,
             name=record.options.name,
             namespace=record.options.namespace,
-            state=record.state,
+            state=record.state.value,
             node_id=record.route or self.node_id,  # placed on another node: that one
             pid=record.pid or None,
             restarts=record.restarts,
@@ -156,9 +175,9 @@ class StateView:
         return NodeState(
             node_id=self.node_id,
             alive=True,
-            address=self.tcp_address or "127.0.0.1",
+            address=self.membership.tcp_address or "127.0.0.1",
             hostname=socket.gethostname(),
-            is_head=self.is_head,
+            is_head=self.membership.is_head,
             resources_total=dict(self.ledger.total),
             resources_available={k: max(v, 0.0) for k, v in self.ledger.available.items()},
             cpu_percent=sample.cpu_percent,
@@ -166,7 +185,7 @@ class StateView:
             memory_total=sample.memory_total,
             object_store_used=self.alloc.used,
             object_store_capacity=self.alloc.capacity,
-            object_store_spilled=self.spilled_bytes,
+            object_store_spilled=self.store.spilled_bytes,
             num_workers=len(self.workers),
             gpus=list(sample.gpus) if sample.gpus is not None else None,
             extra={"socket": self.socket_path},
@@ -175,7 +194,7 @@ class StateView:
     def node_states(self) -> list[NodeState]:
         """This node, then every other node this one knows of (alive or dead)."""
         out = [self.node_state()]
-        for view in self.cluster.values():
+        for view in self.membership.cluster.values():
             if view.node_id == self.node_id:
                 continue
             st = view.stats
@@ -306,8 +325,6 @@ def _preview(payload: p.Payload | None) -> str | None:
         return None
     if payload.type_name not in PREVIEW_TYPES or payload.size > PREVIEW_MAX_BYTES:
         return None
-    from .common.serialization import meta_of
-
     meta = bytes(meta_of(memoryview(payload.data)))
     try:
         for op, arg, _ in pickletools.genops(meta):

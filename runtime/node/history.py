@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 
-from .common.state_schema import TaskState
+from ..common.state_schema import TaskState
 
 
 class TaskHistory:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
-from .common.state_schema import JobState
+from ..common.state_schema import JobState
 
 
 class JobTable:

@@ -23,8 +23,8 @@ import signal
 import sys
 import time
 
-from .client.launch import PRELOAD_ENV
-from .worker import task_loop as worker
+from ..client.launch import PRELOAD_ENV
+from . import task_loop as worker
 
 POLL = 0.2
 

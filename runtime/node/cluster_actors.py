@@ -1,7 +1,8 @@
 """Actors across the nodes of a cluster: placement, routed calls, the actor directory.
 
-A mixin of :class:`node.NodeManager` (next to ``ActorManager`` and ``ClusterMember``);
-everything runs on the node manager's event loop.
+A component of the node manager (:mod:`manager`), between the peers (:mod:`peers`) and
+the actors (:mod:`actor_manager`, reached through :class:`ActorHost`); everything runs on
+the node manager's event loop. The head's directory itself is :mod:`cluster_directory`.
 
 - **Owner.** The node whose driver or worker creates an actor keeps its ``ActorRecord``:
   the count of its handles, its name, its restarts. When the creation task cannot run
@@ -32,139 +33,83 @@ import dataclasses
 import itertools
 import logging
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
+from ..common import protocol as p
+from ..common.exceptions import RayActorError, RaySystemError
+from ..common.ids import object_id_for
+from ..common.serialization import deserialize, serialize
 from .actors import ALIVE, DEAD, ActorDirectory, ActorRecord, alive_cookie
-from .common import protocol as p
-from .common.exceptions import RayActorError, RaySystemError
-from .common.ids import object_id_for
-from .common.serialization import deserialize, serialize
-from .common.state_schema import SCHEDULED
+from .peers import LINK_ERRORS
+from .records import Forwarded, TaskRecord
 
 if TYPE_CHECKING:
-    from .cluster import Forwarded, PeerLink
-    from .common.transport import ServerConnection
+    from ..common.transport import ServerConnection
+    from .cluster import Membership
     from .feed import ChangeFeed
-    from .node import TaskRecord
-    from .objects import ObjectTable
+    from .object_manager import ObjectManager
+    from .peers import Peers
+    from .tasks import Tasks
 
 log = logging.getLogger("jupyter_ray.node")
 
 OWNER_LOOKUP_TRIES = 30
 """An owner's registration may still be on its way to the head: ask again this often."""
 
-LINK_ERRORS = (OSError, ConnectionError, asyncio.TimeoutError, KeyError)
+_head_req_ids = itertools.count(1)
 
 
-@dataclass(slots=True)
-class DirectoryEntry:
-    info: p.ActorInfo
-    node_id: str  # the owner
+class ActorHost(Protocol):
+    """What the cross-node actors ask of the actors component (:mod:`actor_manager`)."""
 
-
-class ActorNameDirectory:
-    """The head's directory: every actor's owner node, and the cluster's names.
-
-    Plain bookkeeping, no I/O. Entries come from owners when actors are created and go
-    when they die, or when the owner's node leaves the cluster.
-    """
-
-    def __init__(self) -> None:
-        self.entries: dict[bytes, DirectoryEntry] = {}
-        self.named: dict[tuple[str, str], bytes] = {}
-
-    def register(self, info: p.ActorInfo, node_id: str) -> p.ActorInfo | None:
-        """Record an actor; returns the other live actor that has its name, if one has."""
-        opts = info.options
-        if opts.name:
-            key = (opts.namespace, opts.name)
-            existing = self.named.get(key)
-            if existing is not None and existing != info.actor_id:
-                return self.entries[existing].info
-            self.named[key] = info.actor_id
-        self.entries[info.actor_id] = DirectoryEntry(info, node_id)
-        return None
-
-    def unregister(self, actor_id: bytes) -> None:
-        entry = self.entries.pop(actor_id, None)
-        if entry is not None and entry.info.options.name:
-            key = (entry.info.options.namespace, entry.info.options.name)
-            if self.named.get(key) == actor_id:
-                del self.named[key]
-
-    def owner_of(self, actor_id: bytes) -> str | None:
-        entry = self.entries.get(actor_id)
-        return entry.node_id if entry is not None else None
-
-    def lookup(self, name: str, namespace: str) -> p.ActorInfo | None:
-        actor_id = self.named.get((namespace, name))
-        return self.entries[actor_id].info if actor_id is not None else None
-
-    def names(self, namespace: str | None) -> list[dict[str, str]]:
-        return [
-            {"name": name, "namespace": ns}
-            for (ns, name) in self.named
-            if namespace is None or ns == namespace
-        ]
-
-    def drop_node(self, node_id: str) -> None:
-        """The node left: its actors died with it."""
-        for actor_id in [a for a, e in self.entries.items() if e.node_id == node_id]:
-            self.unregister(actor_id)
+    def pump_actor(self, record: ActorRecord) -> None: ...
+    def actor_query(self, what: str, arg: Any) -> Any: ...
+    def actor_process_lost(
+        self, record: ActorRecord, exit_code: int | None, cause: str | None = None
+    ) -> None: ...
+    def actor_dead(self, record: ActorRecord, cause: str) -> None: ...
+    def death_error(self, record: ActorRecord, cause: str | None = None) -> BaseException: ...
+    def create_actor_here(self, conn: ServerConnection, msg: p.CreateActor) -> None: ...
 
 
 class ClusterActors:
     """Actor handlers that reach across nodes; see the module docstring."""
 
-    node_id: str
-    is_head: bool
-    head_link: PeerLink | None
-    cluster: dict[str, p.NodeView]
-    forwarded: dict[bytes, Forwarded]
-    actors: ActorDirectory
-    objects: ObjectTable
-    tasks: dict[bytes, TaskRecord]
-    conns: dict[int, ServerConnection]
-    feed: ChangeFeed
-    actor_directory: ActorNameDirectory
-    head_requests: dict[int, asyncio.Future[Any]]
+    def __init__(
+        self,
+        membership: Membership,
+        peers: Peers,
+        tasks: Tasks,
+        objects: ObjectManager,
+        actors: ActorDirectory,
+        conns: dict[int, ServerConnection],
+        feed: ChangeFeed,
+        spawn: Callable[[Awaitable[Any]], None],
+    ) -> None:
+        self.membership = membership
+        self.peers = peers
+        self.tasks = tasks
+        self.objects = objects
+        self.table = objects.objects
+        self.actors = actors
+        self.conns = conns
+        self.feed = feed
+        self.spawn = spawn
+        self.head_requests: dict[int, asyncio.Future[Any]] = {}  # member: queries to the head
 
-    if TYPE_CHECKING:
-
-        def _spawn(self, coro: Any) -> None: ...
-        def mark_dead(self, node_id: str) -> bool: ...
-        def _enqueue(self, rec: TaskRecord) -> None: ...
-        def _mark(self, rec: TaskRecord, state: str, when: float | None = ...) -> None: ...
-        def _fail(self, rec: TaskRecord, error: BaseException) -> None: ...
-        def _sealed(self, object_id: bytes, payload: p.Payload, contained: list[bytes]) -> None: ...
-        def _record_done(self, rec: TaskRecord, results: list[p.Payload]) -> None: ...
-        def _release_holds(self, spec: p.TaskSpec) -> None: ...
-        async def _link(self, node_id: str) -> PeerLink: ...
-        async def _send_forward(
-            self, rec: TaskRecord, node_id: str, link: PeerLink, create: p.ActorOptions | None
-        ) -> None: ...
-        def pump_actor(self, record: ActorRecord) -> None: ...
-        def actor_query(self, what: str, arg: Any) -> Any: ...
-        def actor_process_lost(
-            self, record: ActorRecord, exit_code: int | None, cause: str | None = ...
-        ) -> None: ...
-        def _actor_dead(self, record: ActorRecord, cause: str) -> None: ...
-        def _death_error(self, record: ActorRecord, cause: str | None = ...) -> BaseException: ...
-
-    _head_req_ids = itertools.count(1)
-
-    def in_cluster(self) -> bool:
-        return bool(self.cluster) or self.head_link is not None
+    def wire(self, host: ActorHost) -> None:
+        """Connect the actors component (built after this one)."""
+        self.host = host
 
     # --- the head's directory --------------------------------------------------------
 
     async def ask_head(self, what: str, arg: Any) -> Any:
         """Member: a query answered by the head (request and reply on the head link)."""
-        link = self.head_link
+        link = self.membership.head_link
         if link is None or link.closed:
             raise ConnectionError("this node is not connected to the head")
-        req_id = next(self._head_req_ids)
+        req_id = next(_head_req_ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.head_requests[req_id] = future
         try:
@@ -185,47 +130,49 @@ class ClusterActors:
 
     def register_actor(self, record: ActorRecord) -> None:
         """Tell the directory who owns a new actor (its name is already reserved)."""
-        if self.is_head:
-            self.actor_directory.register(record.info(), self.node_id)
-        elif self.head_link is not None:
+        if self.membership.is_head:
+            self.membership.actor_directory.register(record.info(), self.membership.node_id)
+        elif self.membership.head_link is not None:
             # no reply awaited: a caller that asks before this arrives asks again
-            self.head_link.send(p.Query(0, "actor_register", (record.info(), self.node_id)))
+            self.membership.head_link.send(
+                p.Query(0, "actor_register", (record.info(), self.membership.node_id))
+            )
 
     def unregister_actor(self, record: ActorRecord) -> None:
         if record.proxy or record.for_peer:
             return
-        if self.is_head:
-            self.actor_directory.unregister(record.actor_id)
-        elif self.head_link is not None:
-            self.head_link.send(p.Query(0, "actor_unregister", record.actor_id))
+        if self.membership.is_head:
+            self.membership.actor_directory.unregister(record.actor_id)
+        elif self.membership.head_link is not None:
+            self.membership.head_link.send(p.Query(0, "actor_unregister", record.actor_id))
 
     def directory_query(self, what: str, arg: Any) -> Any:
         """Head: the directory's answers to members' queries."""
         if what == "actor_register":
             info, node_id = arg
-            return self.actor_directory.register(info, node_id)
+            return self.membership.actor_directory.register(info, node_id)
         if what == "actor_unregister":
-            self.actor_directory.unregister(arg)
+            self.membership.actor_directory.unregister(arg)
             return None
-        return self.actor_directory.owner_of(arg)  # "actor_owner"
+        return self.membership.actor_directory.owner_of(arg)  # "actor_owner"
 
     def name_taken_elsewhere(self, msg: p.CreateActor) -> p.ActorInfo | None:
         """Head: another node's live actor with this name, if any."""
         opts = msg.options
-        if not self.is_head or not opts.name:
+        if not self.membership.is_head or not opts.name:
             return None
-        info = self.actor_directory.lookup(opts.name, opts.namespace)
+        info = self.membership.actor_directory.lookup(opts.name, opts.namespace)
         return info if info is not None and info.actor_id != msg.spec.task_id else None
 
     def needs_head_for_name(self, conn: ServerConnection, msg: p.CreateActor) -> bool:
-        return bool(msg.options.name) and not self.is_head and conn.role != "peer"
+        return bool(msg.options.name) and not self.membership.is_head and conn.role != "peer"
 
     async def create_named_via_head(self, conn: ServerConnection, msg: p.CreateActor) -> None:
         """Member: reserve the name at the head, then create the actor here."""
         spec = msg.spec
         info = p.ActorInfo(spec.task_id, object_id_for(spec.task_id, 0), msg.options)
         try:
-            existing = await self.ask_head("actor_register", (info, self.node_id))
+            existing = await self.ask_head("actor_register", (info, self.membership.node_id))
         except (ConnectionError, asyncio.TimeoutError) as err:
             conn.send(
                 p.ActorCreated(
@@ -239,9 +186,9 @@ class ClusterActors:
         if existing is not None:
             self.reply_name_taken(conn, msg, existing)
         elif conn.conn_id in self.conns:
-            self.create_actor_here(conn, msg)
-        elif self.head_link is not None:  # the creator left while we asked
-            self.head_link.send(p.Query(0, "actor_unregister", spec.task_id))
+            self.host.create_actor_here(conn, msg)
+        elif self.membership.head_link is not None:  # the creator left while we asked
+            self.membership.head_link.send(p.Query(0, "actor_unregister", spec.task_id))
 
     def reply_name_taken(
         self, conn: ServerConnection, msg: p.CreateActor, existing: p.ActorInfo
@@ -262,17 +209,13 @@ class ClusterActors:
             )
         )
 
-    if TYPE_CHECKING:
-
-        def create_actor_here(self, conn: ServerConnection, msg: p.CreateActor) -> None: ...
-
     def query_via_head(self, conn: ServerConnection, msg: p.Query) -> bool:
         """Member: answer get_actor/list_named_actors from the head's directory."""
-        if self.head_link is None or msg.what not in ("get_actor", "list_named_actors"):
+        if self.membership.head_link is None or msg.what not in ("get_actor", "list_named_actors"):
             return False
         if msg.what == "get_actor" and self.actors.lookup(*msg.arg) is not None:
             return False  # ours: answered here
-        self._spawn(self._query_head_for(conn, msg))
+        self.spawn(self._query_head_for(conn, msg))
         return True
 
     async def _query_head_for(self, conn: ServerConnection, msg: p.Query) -> None:
@@ -280,14 +223,14 @@ class ClusterActors:
             data = await self.ask_head(msg.what, msg.arg)
         except (ConnectionError, asyncio.TimeoutError) as err:
             log.warning("the head did not answer %s (%s); answering for this node", msg.what, err)
-            data = self.actor_query(msg.what, msg.arg)
+            data = self.host.actor_query(msg.what, msg.arg)
         conn.send(p.QueryReply(msg.req_id, data))
 
     async def owner_of(self, actor_id: bytes) -> str | None:
         """The node that owns the actor, asking again while its registration travels."""
         for _ in range(OWNER_LOOKUP_TRIES):
-            if self.is_head:
-                owner = self.actor_directory.owner_of(actor_id)
+            if self.membership.is_head:
+                owner = self.membership.actor_directory.owner_of(actor_id)
             else:
                 owner = await self.ask_head("actor_owner", actor_id)
             if owner is not None:
@@ -298,10 +241,8 @@ class ClusterActors:
     # --- placement: the creation goes to another node ---------------------------------
 
     def forward_creation(self, rec: TaskRecord, node_id: str) -> None:
-        self._mark(rec, SCHEDULED)
-        rec.worker_pid = None
-        rec.node_id = node_id
-        self._spawn(self._forward_creation(rec, node_id))
+        """Host the actor on ``node_id`` (the state machine placed its creation there)."""
+        self.spawn(self._forward_creation(rec, node_id))
 
     async def _forward_creation(self, rec: TaskRecord, node_id: str) -> None:
         record = rec.actor
@@ -315,31 +256,28 @@ class ClusterActors:
             max_restarts=limit if limit < 0 else max(limit - record.restarts, 0),
         )
         try:
-            link = await self._link(node_id)
-            if self.tasks.get(record.actor_id) is not rec or record.state == DEAD:
+            link = await self.peers.link(node_id)
+            if self.tasks.tasks.get(record.actor_id) is not rec or record.state == DEAD:
                 return  # killed or lost while we connected
-            await self._send_forward(rec, node_id, link, host_options)
+            await self.peers.send_forward(rec, node_id, link, host_options)
         except LINK_ERRORS as err:
             log.warning("cannot reach node %s (%s); placing actor again", node_id, err)
-            self.mark_dead(node_id)
-            if self.tasks.get(record.actor_id) is rec and record.state != DEAD:
-                self._enqueue(rec)
+            self.membership.mark_dead(node_id)
+            if self.tasks.tasks.get(record.actor_id) is rec and record.state != DEAD:
+                self.tasks.enqueue(rec)
             return
         record.route = node_id
         record.route_ready = True
         self.feed.touch("actors", record.actor_id.hex())
-        self.pump_actor(record)
+        self.host.pump_actor(record)
 
     def remote_creation_done(self, fwd: Forwarded, payload: p.Payload) -> None:
         """The host says the actor is alive (its cookie sealed), or that it died."""
         rec = fwd.rec
         record = rec.actor
         assert record is not None
-        if self.tasks.get(record.actor_id) is rec:
-            del self.tasks[record.actor_id]
         rec.ended = time.time()
-        self._record_done(rec, [payload])
-        self._release_holds(rec.spec)
+        self.tasks.creation_done(rec, [payload])
         self.feed.touch("actors", record.actor_id.hex())
         if record.state == DEAD or record.route != fwd.node_id:
             return
@@ -347,19 +285,19 @@ class ClusterActors:
             err = deserialize(memoryview(payload.data))
             record.no_restart = True
             record.death_error = getattr(err, "cause", None)
-            self._actor_dead(record, str(err))
+            self.host.actor_dead(record, str(err))
             return
         record.state = ALIVE
-        entry = self.objects.get(record.cookie)
+        entry = self.table.get(record.cookie)
         if entry is not None and entry.payload is None:
-            self._sealed(record.cookie, alive_cookie(), [])
+            self.objects.sealed(record.cookie, alive_cookie(), [])
 
     def hosted_actor_died(self, record: ActorRecord) -> None:
         """Host: tell the owner that an actor that never came up died (its constructor)."""
-        entry = self.objects.get(record.cookie)
+        entry = self.table.get(record.cookie)
         if record.for_peer and entry is not None and entry.payload is None:
             data = serialize(RayActorError(record.death_cause, record.death_error)).to_bytes()
-            self._sealed(record.cookie, p.Payload(data=data, size=len(data), error=True), [])
+            self.objects.sealed(record.cookie, p.Payload(data=data, size=len(data), error=True), [])
 
     # --- calls that go to another node -----------------------------------------------
 
@@ -376,7 +314,7 @@ class ClusterActors:
             record = ActorRecord(actor_id, object_id_for(actor_id, 0), placeholder, options, 0)
             record.proxy = True
             self.actors.proxies[actor_id] = record
-            self._spawn(self._find_owner(record))
+            self.spawn(self._find_owner(record))
         return record
 
     async def _find_owner(self, record: ActorRecord) -> None:
@@ -387,22 +325,22 @@ class ClusterActors:
             why = f"the head could not be asked where it lives ({err})"
         else:
             why = "no node of the cluster owns it; it may have died, or its handle is stale"
-        view = self.cluster.get(owner) if owner is not None else None
-        if owner is None or owner == self.node_id or view is None or not view.alive:
+        view = self.membership.cluster.get(owner) if owner is not None else None
+        if owner is None or owner == self.membership.node_id or view is None or not view.alive:
             if owner is not None:
                 why = f"the node {owner} that owns it died"
-            self._actor_dead(record, why)
+            self.host.actor_dead(record, why)
             return
         record.route = owner
         record.route_ready = True
         record.state = ALIVE
-        self.pump_actor(record)
+        self.host.pump_actor(record)
 
     def send_routed(self, record: ActorRecord) -> None:
         """Release calls whose turn has come to the route, in order, by one sender."""
         for rec in self.actors.releasable(record):
             if rec.spec.generator:
-                self._fail(
+                self.tasks.fail(
                     rec,
                     RaySystemError(
                         f"{rec.spec.name}() is a generator method of an actor on another "
@@ -412,11 +350,11 @@ class ClusterActors:
                 )
                 continue
             record.inflight[rec.spec.task_id] = rec
-            self._mark(rec, SCHEDULED)
+            self.tasks.routed(rec)
             record.outbox.append(rec)
         if record.outbox and not record.sending:
             record.sending = True
-            self._spawn(self._drain_outbox(record))
+            self.spawn(self._drain_outbox(record))
 
     async def _drain_outbox(self, record: ActorRecord) -> None:
         try:
@@ -426,26 +364,26 @@ class ClusterActors:
                 if node_id is None or rec.spec.task_id not in record.inflight:
                     continue  # its route died meanwhile: it was re-queued or failed
                 try:
-                    link = await self._link(node_id)
+                    link = await self.peers.link(node_id)
                     if record.route == node_id and rec.spec.task_id in record.inflight:
-                        await self._send_forward(rec, node_id, link, None)
+                        await self.peers.send_forward(rec, node_id, link, None)
                 except LINK_ERRORS as err:
                     log.warning("cannot reach node %s (%s) for actor calls", node_id, err)
-                    self.mark_dead(node_id)
+                    self.membership.mark_dead(node_id)
                     self.actors_lost_with(node_id)
         finally:
             record.sending = False
 
     def kill_routed(self, record: ActorRecord, msg: p.KillActor) -> None:
         if msg.no_restart:
-            self._actor_dead(record, record.death_cause)  # tells the host, see below
+            self.host.actor_dead(record, record.death_cause)  # tells the host, see below
         elif record.route is not None:
-            self._spawn(self._send_to(record.route, msg))
+            self.spawn(self._send_to(record.route, msg))
 
     def kill_elsewhere(self, msg: p.KillActor) -> None:
         """``kill`` of an actor another node owns: the owner decides."""
-        if self.in_cluster():
-            self._spawn(self._kill_via_owner(msg))
+        if self.membership.in_cluster():
+            self.spawn(self._kill_via_owner(msg))
 
     async def _kill_via_owner(self, msg: p.KillActor) -> None:
         proxy = self.actors.proxies.get(msg.actor_id)
@@ -454,12 +392,12 @@ class ClusterActors:
             owner = owner or await self.owner_of(msg.actor_id)
         except (ConnectionError, asyncio.TimeoutError):
             return
-        if owner is not None and owner != self.node_id:
+        if owner is not None and owner != self.membership.node_id:
             await self._send_to(owner, msg)
 
     async def _send_to(self, node_id: str, msg: object) -> None:
         try:
-            link = await self._link(node_id)
+            link = await self.peers.link(node_id)
         except LINK_ERRORS as err:
             log.warning("cannot reach node %s (%s)", node_id, err)
             return
@@ -472,7 +410,7 @@ class ClusterActors:
         record.route_ready = False
         if node_id is not None and not record.proxy:
             msgs = [p.KillActor(record.actor_id, True), p.RefUpdate([], [record.cookie])]
-            self._spawn(self._send_to_all(node_id, msgs))
+            self.spawn(self._send_to_all(node_id, msgs))
 
     async def _send_to_all(self, node_id: str, msgs: list[object]) -> None:
         for msg in msgs:
@@ -491,7 +429,7 @@ class ClusterActors:
                 record.route = None
                 record.route_ready = False
                 record.outbox.clear()
-                self.actor_process_lost(record, None, f"the node {node_id} hosting it died")
+                self.host.actor_process_lost(record, None, f"the node {node_id} hosting it died")
         for record in list(self.actors.proxies.values()):
             if record.route != node_id:
                 continue
@@ -501,5 +439,5 @@ class ClusterActors:
             inflight = list(record.inflight.values())
             record.inflight.clear()
             for rec in inflight:
-                self._fail(rec, self._death_error(record, cause))
-            self._actor_dead(record, cause)
+                self.tasks.fail(rec, self.host.death_error(record, cause))
+            self.host.actor_dead(record, cause)

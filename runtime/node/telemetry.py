@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from .common.gpus import read_nvidia_smi
-from .common.state_schema import GpuState
+from ..common.gpus import read_nvidia_smi
+from ..common.state_schema import GpuState
 
 
 @dataclass(slots=True)

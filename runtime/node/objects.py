@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from .common.protocol import Payload
+from ..common.protocol import Payload
 
 
 @dataclass(slots=True)

@@ -9,18 +9,29 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from .common.protocol import ActorInfo, ActorOptions, Payload, TaskSpec
-from .common.serialization import serialize
+from ..common.protocol import ActorInfo, ActorOptions, Payload, TaskSpec
+from ..common.serialization import serialize
 
 if TYPE_CHECKING:
     from .scheduler import Grant
 
-PENDING = "PENDING_CREATION"
-ALIVE = "ALIVE"
-RESTARTING = "RESTARTING"
-DEAD = "DEAD"
+
+class ActorStatus(str, Enum):
+    """An actor's state; the values are the state API's strings (``ActorState.state``)."""
+
+    PENDING = "PENDING_CREATION"
+    ALIVE = "ALIVE"
+    RESTARTING = "RESTARTING"
+    DEAD = "DEAD"
+
+
+PENDING = ActorStatus.PENDING
+ALIVE = ActorStatus.ALIVE
+RESTARTING = ActorStatus.RESTARTING
+DEAD = ActorStatus.DEAD
 
 _NONE = serialize(None).to_bytes()
 
@@ -37,8 +48,8 @@ class ActorRecord:
     spec: TaskSpec  # the creation task, kept to restart the actor
     options: ActorOptions
     owner: int
-    state: str = PENDING
-    worker: Any = None  # node.WorkerState while the actor has a process
+    state: ActorStatus = PENDING
+    worker: Any = None  # records.WorkerState while the actor has a process
     pid: int = 0
     grant: Grant | None = None
     restarts: int = 0
