@@ -207,7 +207,14 @@ def test_notebook_runs(
                 print(f"killed leftover processes after {path.name}:", *leftovers, sep="\n  ")
     print(f"{path.name} ran in {time.perf_counter() - started:.1f} s")
     assert tracker.seen, "the kernel process was never observed; the tracker is broken"
-    OUTPUT_CHECKS[path.name](nb)
+    try:
+        OUTPUT_CHECKS[path.name](nb)
+    except AssertionError:
+        # what each cell showed, for a failure that does not repeat on demand
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                print(f"--- cell {cell.id}:", repr(cell.outputs)[:1500])
+        raise
     RAN[path.name] = nb
     if leftovers:
         pytest.fail(
