@@ -512,7 +512,7 @@ def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
             f"kill() takes an actor handle (from Cls.remote() or get_actor()), got "
             f"{type(actor).__name__}"
         )
-    auto_client().send(p.KillActor(actor_id=actor._actor_id, no_restart=no_restart))
+    auto_client().kill_actor(actor._actor_id, no_restart)
 
 
 def current_actor_id() -> bytes | None:

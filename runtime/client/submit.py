@@ -166,6 +166,18 @@ class TaskSubmitter:
         del keep  # large arguments put for this task: the task now holds them
         return refs
 
+    def kill_actor(self, actor_id: bytes, no_restart: bool) -> None:
+        """Ask the node to kill an actor. This caller forgets the actor's lane first, so
+        its later calls go through the node, behind the kill, and none is answered by
+        the process the kill ends. (After a restarting kill, a call the node passed to
+        the old process before it saw it die fails, or with ``max_task_retries`` runs
+        again on the new one, which gets a lane again once the node passes it a call.)"""
+        with self._lock:
+            lane = self.lanes.lanes.get(actor_id)
+            if lane is not None:
+                lane.worker_id = lane.path = None
+        self.send(p.KillActor(actor_id=actor_id, no_restart=no_restart))
+
     def _send_direct(self, spec: p.TaskSpec) -> bool:
         """Send an actor call on its lane (see lanes.py); False: use the node."""
         with self._lock:

@@ -349,3 +349,35 @@ def test_calls_in_flight_survive_repeated_sigkills_with_retries(ray_2cpu: Any) -
     values = ray.get(refs, timeout=120)
     assert len(values) == 300 and all(isinstance(v, int) for v in values)
     assert ray.get(log.add.remote("after"), timeout=60) >= 1
+
+
+def test_a_call_after_kill_never_reaches_the_killed_process(ray_2cpu: Any) -> None:
+    # kill() is a message to the node; a call right behind it must not take the lane to
+    # the actor's worker and be answered before the kill lands (it failed 2 runs in 14)
+    @ray.remote
+    class Pinger:
+        def ping(self) -> int:
+            return os.getpid()
+
+    for _ in range(25):
+        actor = Pinger.remote()
+        for _ in range(3):  # the first call through the node, then on the lane
+            ray.get(actor.ping.remote())
+        ray.kill(actor)
+        with pytest.raises(RayActorError):
+            ray.get(actor.ping.remote(), timeout=60)
+
+
+def test_a_call_after_a_restarting_kill_reaches_the_new_process(ray_2cpu: Any) -> None:
+    # with Ray's default at-most-once calls (max_task_retries=0), a call the old process
+    # may have received fails when it dies; retries carry it to the new one
+    @ray.remote(max_restarts=1, max_task_retries=-1)
+    class Pinger:
+        def ping(self) -> int:
+            return os.getpid()
+
+    actor = Pinger.remote()
+    old = {ray.get(actor.ping.remote()) for _ in range(3)}
+    ray.kill(actor, no_restart=False)
+    new = {ray.get(actor.ping.remote(), timeout=60) for _ in range(5)}
+    assert len(old) == 1 and len(new) == 1 and old != new
