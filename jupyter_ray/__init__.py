@@ -17,9 +17,10 @@ Importing is cheap and has no side effects; nothing starts until ``init()`` (or 
 
 from __future__ import annotations
 
-import importlib
 import sys
 from typing import TYPE_CHECKING, Any
+
+from . import _lazy
 
 if TYPE_CHECKING:
     from . import actor, exceptions, job_config, state, util
@@ -93,22 +94,6 @@ _WHERE = {
     "state": "",
     "util": "",
 }
-
-
-def __getattr__(name: str) -> Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module 'jupyter_ray' has no attribute {name!r}")
-    if where:
-        value = getattr(importlib.import_module(f"{__name__}.{where}"), name)
-    else:
-        value = importlib.import_module(f"{__name__}.{name}")
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
 
 
 if "ray" in sys.modules:  # imported inside a Ray worker: use Ray there (jupyter_ray.on_ray)
@@ -185,3 +170,5 @@ __all__ = [
     "util",
     "wait",
 ]
+
+__getattr__, __dir__ = _lazy.attach(__name__, _WHERE, __all__)

@@ -4,9 +4,9 @@ named-actor listing."""
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
+from .. import _lazy
 from .._client import auto_client
 from ..runtime.client import context
 from . import scheduling_strategies
@@ -82,17 +82,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    if where:
-        value = getattr(importlib.import_module(f"{__name__}.{where}"), name)
-    else:
-        value = importlib.import_module(f"{__name__}.{name}")
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = _lazy.attach(__name__, _WHERE, __all__)
