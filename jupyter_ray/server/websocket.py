@@ -84,7 +84,10 @@ class EventsHandler(
             if not all(_short_text(v) for v in (cell_id, kernel_id)):
                 self.close(UNSUPPORTED, "cell_id and kernel_id are strings (or null)")
                 return
-            self.subscription = Subscription(cell_id=cell_id, kernel_id=kernel_id)
+            # a fresh snapshot for the new filter, numbered on from the last message
+            self.subscription = Subscription(
+                cell_id=cell_id, kernel_id=kernel_id, seq=self.subscription.seq
+            )
         else:
             self.close(UNSUPPORTED, f"unknown request type {kind!r}; use 'filter' or 'resync'")
             return
