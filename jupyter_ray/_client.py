@@ -250,12 +250,7 @@ def init(
             label=about.get("label", about.get("kernel_id", "")),
             labels=node_labels,
         )
-        try:
-            client = CoreClient(node.socket_path, "driver", owns_node=True)
-        except BaseException:
-            node.proc.kill()
-            node.stop()
-            raise
+        client = CoreClient.owning(node)
         if not log_to_driver:
             client.on_log = lambda msg: None
         _node = node

@@ -144,12 +144,7 @@ class RuntimeManager:
                     origin="server",
                     label=self.label,
                 )
-                try:
-                    client = CoreClient(head.socket_path, "driver", owns_node=True)
-                except BaseException:
-                    head.proc.kill()
-                    head.stop()
-                    raise
+                client = CoreClient.owning(head)
                 assert client.welcome is not None
                 token_file = os.path.join(head.session_dir, "token")
                 run = _Running(
@@ -173,12 +168,7 @@ class RuntimeManager:
                         origin="server",
                         label=self.label,
                     )
-                    try:
-                        owner = CoreClient(member.socket_path, "driver", owns_node=True)
-                    except BaseException:
-                        member.proc.kill()
-                        member.stop()
-                        raise
+                    owner = CoreClient.owning(member)
                     run.members.append((member, owner))
             except BaseException as err:
                 if run is not None:

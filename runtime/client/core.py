@@ -33,6 +33,7 @@ from ..common.transport import ClientConnection
 from . import context
 from .generators import StreamState
 from .lanes import LaneTable
+from .launch import LocalNode
 from .object_ref import ObjectRef
 from .objects import MappedObject, ObjectCache
 from .submit import TaskSubmitter
@@ -46,6 +47,18 @@ class CoreClient(TaskSubmitter, ObjectCache):
     """A process's connection to its node manager; see the module docstring (submitting
     tasks, actors and actor calls: :class:`submit.TaskSubmitter`; objects:
     :class:`objects.ObjectCache`)."""
+
+    @classmethod
+    def owning(cls, node: LocalNode) -> CoreClient:
+        """Connect as the driver that owns ``node``, a node manager this process just
+        started (``launch.start_local_node``). When that fails, the node is killed and its
+        session folder removed before the error propagates, not left running ownerless."""
+        try:
+            return cls(node.socket_path, "driver", owns_node=True)
+        except BaseException:
+            node.proc.kill()
+            node.stop()
+            raise
 
     def __init__(
         self,
