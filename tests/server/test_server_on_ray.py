@@ -19,6 +19,8 @@ from _server import Server, next_message, start_server, wait_for
 pytestmark = pytest.mark.slow
 
 JOB = """
+import sys
+
 import jupyter_ray as ray
 from jupyter_ray.runtime.client import context
 
@@ -33,7 +35,11 @@ def leaf(x):
 def parent(n):
     return sum(ray.get([leaf.remote(i) for i in range(n)]))
 
-print("RESULT", ray.get(parent.remote(3)))
+print("RESULT", ray.get(parent.remote(3)), flush=True)
+# Stay attached, as a notebook's kernel does, until the test has watched the tasks
+# finish: a driver that exits at once ends its Ray job, and Ray then drops the task
+# events its workers had not yet reported (it marks those tasks FAILED).
+sys.stdin.read()
 """
 
 
@@ -59,17 +65,28 @@ def ray_server(
         srv.close()
 
 
-def _run_job(server: Server) -> str:
+def _start_job(server: Server) -> subprocess.Popen[str]:
     (conn,) = server.runtime_dir.glob("jupyter_ray-server-*.json")
-    out = subprocess.run(
+    return subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(JOB)],
-        capture_output=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=180,
         env={**server.env, "JUPYTER_RAY_ADDRESS": str(conn)},
     )
-    assert out.returncode == 0, out.stderr[-3000:]
-    return out.stdout
+
+
+def _finish_job(job: subprocess.Popen[str]) -> str:
+    """Let the driver exit (its stdin closes) and return what it printed."""
+    try:
+        out, err = job.communicate(timeout=180)
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+    assert job.returncode == 0, err[-3000:]
+    return out
 
 
 def test_rest_and_feed_list_ray_tasks_with_states_and_edges(ray_server: Server) -> None:
@@ -88,15 +105,20 @@ def test_rest_and_feed_list_ray_tasks_with_states_and_edges(ray_server: Server) 
             await next_message(ws, lambda m: m["type"] == "snapshot")
             ws.write_message(json.dumps({"type": "filter", "cell_id": "cell-on-ray"}))
             await next_message(ws, lambda m: m["type"] == "snapshot")
-            ran = asyncio.get_running_loop().run_in_executor(None, _run_job, ray_server)
-            seen: dict[str, dict[str, Any]] = {}
-            while len(seen) < 4 or any(t["state"] != "FINISHED" for t in seen.values()):
-                msg = await next_message(ws, lambda m: m["type"] in ("update", "snapshot"))
-                rows = (
-                    msg["tasks"] if msg["type"] == "snapshot" else msg["changed"].get("tasks", [])
-                )
-                seen.update({t["task_id"]: t for t in rows})
-            assert "RESULT 5" in await ran
+            job = _start_job(ray_server)
+            try:
+                seen: dict[str, dict[str, Any]] = {}
+                while len(seen) < 4 or any(t["state"] != "FINISHED" for t in seen.values()):
+                    msg = await next_message(ws, lambda m: m["type"] in ("update", "snapshot"))
+                    rows = (
+                        msg["tasks"]
+                        if msg["type"] == "snapshot"
+                        else msg["changed"].get("tasks", [])
+                    )
+                    seen.update({t["task_id"]: t for t in rows})
+            finally:
+                out = await asyncio.get_running_loop().run_in_executor(None, _finish_job, job)
+            assert "RESULT 5" in out
             return seen
 
     seen = asyncio.run(watch())
