@@ -93,18 +93,72 @@ class Labs:
             server.close()
 
 
+FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when == "call" and report.failed:
+        item.stash[FAILED] = True
+
+
+def _failed(request: pytest.FixtureRequest) -> bool:
+    return request.node.stash.get(FAILED, False)
+
+
+def _print_server(server: Server) -> None:
+    """What a failed test's server knew: its runtime, its tasks by state, its log's end."""
+    for route in ("cluster", "tasks?limit=10000"):
+        try:
+            status, answer = server.request("GET", f"jupyter-ray/api/{route}")
+        except OSError as err:
+            print(f"GET {route}: {err}")
+            continue
+        if route == "cluster":
+            print(f"GET cluster -> {status}: {json.dumps(answer)[:1500]}")
+        else:
+            states: dict[str, int] = {}
+            for task in answer.get("tasks", []):
+                states[task["state"]] = states.get(task["state"], 0) + 1
+            print(f"GET tasks -> {status}: by state {states}")
+    print(f"--- the end of {server.log_path}:")
+    print(server.log_path.read_text(errors="replace")[-6000:])
+
+
 @pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Labs]:
+def lab(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Labs]:
     """``lab({"name.ipynb": notebook(...)})`` starts a JupyterLab server; ``lab.restart``
-    restarts one. Everything is stopped, by pid, after the test."""
+    restarts one. Everything is stopped, by pid, after the test; a failed test prints
+    what its servers knew first."""
     labs = Labs(tmp_path / "server")
     yield labs
+    if _failed(request):
+        for server in labs.servers:
+            if server.proc.poll() is None:
+                _print_server(server)
     labs.close()
 
 
+def _print_pages(browser: Any) -> None:
+    """The text of every open page's cell outputs: what the notebook said."""
+    for context in browser.contexts:
+        for page in context.pages:
+            try:
+                outputs = page.locator(".jp-OutputArea-output").all_inner_texts()
+            except Exception as err:  # the page may be gone: say so and go on
+                print(f"page {page.url}: {err}")
+                continue
+            print(f"--- outputs on {page.url}:")
+            for text in outputs:
+                print(text[-2000:])
+
+
 @pytest.fixture
-def browser() -> Iterator[Any]:
-    """Headless Chromium (Debian's package), closed after the test."""
+def browser(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Headless Chromium (Debian's package), closed after the test; a failed test prints
+    its pages' cell outputs first."""
     from playwright.sync_api import sync_playwright
 
     executable = shutil.which("chromium")
@@ -114,6 +168,8 @@ def browser() -> Iterator[Any]:
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
             yield browser
+            if _failed(request):
+                _print_pages(browser)
         finally:
             browser.close()
 
