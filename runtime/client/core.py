@@ -86,6 +86,7 @@ class CoreClient(TaskSubmitter, ObjectCache):
         self._written_upto = 0  # arena offsets below this were written by this process
         self._ready: set[bytes] = set()
         self._requested: dict[bytes, bool] = {}  # asked for, not yet answered: want value?
+        self._arrivals: list[list[bytes]] = []  # see ObjectCache._await_objects
         self.objects_received = 0  # ObjectAvailable messages, for tests of the wait path
         self._mapped: dict[bytes, MappedObject] = {}
         self._futures: dict[bytes, list[concurrent.futures.Future[Any]]] = {}
@@ -356,6 +357,8 @@ class CoreClient(TaskSubmitter, ObjectCache):
                 # died before it reported the call it had answered.
                 self._values[oid] = payload
             self._requested.pop(oid, None)
+            for arrived in self._arrivals:
+                arrived.append(oid)
             self._cond.notify_all()
             futures = self._futures.pop(oid, None)
             if futures and not self._has_value(oid):

@@ -59,6 +59,9 @@ class ObjectCache:
     _mapped: dict[bytes, MappedObject]
     _ready: set[bytes]
     _requested: dict[bytes, bool]
+    # One list per blocked wait: the reader threads append every object that arrives,
+    # so a wait looks at what came instead of at everything it still waits for.
+    _arrivals: list[list[bytes]]
     _futures: dict[bytes, list[concurrent.futures.Future[Any]]]
     _streams: dict[bytes, StreamState]
     _written_upto: int
@@ -186,6 +189,7 @@ class ObjectCache:
         ``fetch``: ask for the values either way (``wait(fetch_local=True)``).
         ``fail_fast``: return as soon as one value here is an error (``get`` raises the
         first error it knows of, as Ray does, instead of waiting for the others).
+        The available ones come in the order they became available, not in ``ids``'.
 
         The node tells an owner unasked when its task results are ready, large ones as
         readiness only. A caller still blocked after ``FETCH_AFTER`` asks for the values
@@ -200,31 +204,56 @@ class ObjectCache:
         now = time.monotonic()
         upgrade_at = now + FETCH_AFTER if ask_value else None
         deadline = None if timeout is None else now + timeout
+        ready: list[bytes] = []
+        pending: dict[bytes, int] = {}  # not here yet: how many times ``ids`` lists it
+        failed = False
+        # Subscribe once per object, and only for what no answer is on its way for: a
+        # draining ``wait`` blocks again and again on the same refs, and asking each time
+        # made the node answer each time (89,201 messages for a 500-task drain). An answer
+        # that brought readiness but not the value we want takes the id out of
+        # ``_requested``, so it is asked for again.
+        ask: list[bytes] = []
+        arrived: list[bytes] = []  # filled by the reader threads while this waits
+        with self._lock:
+            for oid in ids:
+                if oid in pending:
+                    pending[oid] += 1
+                elif have(oid):
+                    ready.append(oid)
+                    if fail_fast and not failed:
+                        failed = self._is_error(oid)
+                else:
+                    pending[oid] = 1
+                    if oid not in requested:
+                        ask.append(oid)
+            if len(ready) >= count or failed:
+                return ready
+            self._arrivals.append(arrived)
         try:
             while True:
                 with self._lock:
                     while True:
-                        ready: list[bytes] = []
-                        # Subscribe once per object, and only for what no answer is on its
-                        # way for: a draining ``wait`` blocks again and again on the same
-                        # refs, and asking each time made the node answer each time
-                        # (89,201 messages for a 500-task drain). An answer that brought
-                        # readiness but not the value we want takes the id out of
-                        # ``_requested``, so it is asked for again here.
-                        ask: list[bytes] = []
-                        failed = False
-                        for oid in ids:
-                            if have(oid):
-                                ready.append(oid)
-                                if fail_fast and not failed:
-                                    failed = self._is_error(oid)
-                            elif oid not in requested:
-                                ask.append(oid)
-                        if len(ready) >= count or failed:
-                            return ready
+                        if arrived:
+                            # Each wake-up looks only at what came since the last: with
+                            # results arriving a few at a time, rescanning everything
+                            # still missing made a get of N results cost O(N^2).
+                            for oid in arrived:
+                                n = pending.get(oid)
+                                if n is None:
+                                    continue
+                                if have(oid):
+                                    del pending[oid]
+                                    ready += [oid] * n
+                                    if fail_fast and not failed:
+                                        failed = self._is_error(oid)
+                                elif oid not in requested:
+                                    ask.append(oid)
+                            arrived.clear()
+                            if len(ready) >= count or failed:
+                                return ready
                         if upgrade_at is not None and time.monotonic() >= upgrade_at:
                             upgrade_at = None
-                            ask += [oid for oid in ids if requested.get(oid) is False]
+                            ask += [oid for oid in pending if requested.get(oid) is False]
                         if ask or (worker and not blocked):
                             for oid in ask:
                                 requested[oid] = ask_value
@@ -247,14 +276,17 @@ class ObjectCache:
                 msgs: list[object] = (
                     [p.Subscribe(object_ids=ask, want_value=ask_value)] if ask else []
                 )
+                ask = []
                 if worker and not blocked:
                     # a worker about to block lends its CPU, so nested tasks can run
                     with self._lock:
-                        missing = [oid for oid in ids if not have(oid)]
+                        missing = list(pending)
                     msgs.append(p.Blocked(waiting_on=missing))
                     blocked = True
                 self.send(*msgs)
         finally:
+            with self._lock:
+                self._arrivals.remove(arrived)
             if blocked:
                 self.send(p.Unblocked())
 

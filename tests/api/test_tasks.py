@@ -118,6 +118,23 @@ def test_many_tasks_and_get_of_a_tuple(ray_2cpu: Any) -> None:
     assert ray.get(refs) == [2 * i for i in range(300)]
 
 
+def test_get_of_refs_arriving_out_of_order_and_repeated_keeps_the_callers_order(
+    ray_2cpu: Any,
+) -> None:
+    # The later tasks sleep less, so results tend to arrive out of order while get()
+    # waits; a ref listed twice gives its value twice, in the places the caller put it.
+    @ray.remote
+    def late(i: int) -> int:
+        time.sleep(0.05 * (6 - i))
+        return i
+
+    refs = [late.remote(i) for i in range(6)]
+    asked = [refs[5], refs[0], refs[5], refs[3], refs[1], refs[0]]
+    assert ray.get(asked) == [5, 0, 5, 3, 1, 0]
+    ready, rest = ray.wait(refs, num_returns=6, timeout=60)
+    assert sorted(ray.get(ready)) == list(range(6)) and rest == []
+
+
 def test_get_timeout_raises_get_timeout_error(ray_2cpu: Any) -> None:
     @ray.remote
     def slow() -> int:
