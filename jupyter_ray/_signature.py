@@ -52,7 +52,7 @@ def _signature(shape: Shape) -> inspect.Signature:
 
 
 @functools.lru_cache(maxsize=1024)
-def _plain_count(shape: Shape) -> int:
+def plain_count(shape: Shape) -> int:
     """How many positional arguments a shape takes when that is all it takes, else -1."""
     if all(kind in _POSITIONAL and not has_default for _, kind, has_default in shape):
         return len(shape)
@@ -65,7 +65,7 @@ def check_call(
     """TypeError, as a local call would raise, when ``args``/``kwargs`` do not fit."""
     if shape is None:
         return
-    if not kwargs and _plain_count(shape) == len(args):
+    if not kwargs and plain_count(shape) == len(args):
         return
     try:
         _signature(shape).bind(*args, **kwargs)

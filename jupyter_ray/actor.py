@@ -33,7 +33,7 @@ from ._options import (
     with_accelerator,
     with_labels,
 )
-from ._signature import Shape, check_call, shape_of
+from ._signature import Shape, check_call, plain_count, shape_of
 from .api import wait
 from .on_ray import backend as _on_ray
 from .remote_function import check_pickled_size
@@ -351,6 +351,7 @@ class ActorHandle:
         # first result of each call that may still be pending
         self._max_pending = -1
         self._pending: deque[ObjectRef] = deque()
+        self._plans: dict[str, _CallPlan] = {}  # per method, for calls without options
 
     def _check_pending(self) -> None:
         """Raise PendingCallsLimitExceeded when the handle's limit is reached."""
@@ -426,13 +427,14 @@ class ActorMethod:
         ``max_task_retries``, ``retry_exceptions``."""
         return _BoundMethodOptions(self, normalize_method_options(options, "actor methods"))
 
-    def _submit(self, overrides: dict[str, Any], args: Any, kwargs: Any) -> Any:
+    def _plan(self, overrides: dict[str, Any]) -> _CallPlan:
+        """How a call with these options is submitted: worked out once per method of a
+        handle for calls without options (the hot path), else for each call."""
+        if not overrides:
+            plan = self._handle._plans.get(self._name)
+            if plan is not None:
+                return plan
         spec = self._spec
-        handle = self._handle
-        check_call(spec.shape, args, kwargs, f"{handle._class_name}.{self._name}")
-        client = auto_client()
-        if handle._max_pending > 0:
-            handle._check_pending()
         num_returns = overrides.get("num_returns", spec.num_returns)
         retries = overrides.get("max_task_retries", spec.max_task_retries)
         if retries is None:
@@ -444,26 +446,51 @@ class ActorMethod:
         )
         if isinstance(retry_exceptions, tuple):
             retry_exceptions = pickle.dumps(list(retry_exceptions))
-        stream = StreamState() if num_returns == STREAMING else None
         generator = 0
         if num_returns in (STREAMING, DYNAMIC):
             generator = STREAMING_KIND if num_returns == STREAMING else DYNAMIC_KIND
-            num_returns = 1
+        shape = spec.shape
+        plan = _CallPlan(
+            qualname=f"{self._handle._class_name}.{self._name}",
+            name=overrides.get("name") or f"{self._handle._class_name}.{self._name}",
+            num_returns=1 if generator else num_returns,
+            streaming=num_returns == STREAMING,
+            generator=generator,
+            retries=retries,
+            retry_exceptions=retry_exceptions,
+            concurrency_group=overrides.get("concurrency_group"),
+            # the only shape checked without inspect: this many positional arguments
+            positional=-2 if shape is None else plain_count(shape),
+        )
+        if not overrides:
+            self._handle._plans[self._name] = plan
+        return plan
+
+    def _submit(self, overrides: dict[str, Any], args: Any, kwargs: Any) -> Any:
+        handle = self._handle
+        plan = self._plan(overrides)
+        if plan.positional != -2 and (kwargs or len(args) != plan.positional):
+            check_call(self._spec.shape, args, kwargs, plan.qualname)
+        client = auto_client()
+        if handle._max_pending > 0:
+            handle._check_pending()
+        stream = StreamState() if plan.streaming else None
+        num_returns = plan.num_returns
         refs = client.submit(
             b"",
             None,
-            overrides.get("name") or f"{handle._class_name}.{self._name}",
+            plan.name,
             args,
             kwargs,
             num_returns,
             {},
-            retries,
-            retry_exceptions,
+            plan.retries,
+            plan.retry_exceptions,
             0,
             actor_id=handle._actor_id,
             method=self._name,
-            concurrency_group=overrides.get("concurrency_group"),
-            generator=generator,
+            concurrency_group=plan.concurrency_group,
+            generator=plan.generator,
             stream=stream,
         )
         if handle._max_pending > 0 and refs:
@@ -475,6 +502,21 @@ class ActorMethod:
         if num_returns == 0:
             return None
         return refs
+
+
+@dataclass(frozen=True, slots=True)
+class _CallPlan:
+    """An actor method's call options, resolved (see ``ActorMethod._plan``)."""
+
+    qualname: str  # Cls.method, for errors
+    name: str  # the task's name
+    num_returns: int
+    streaming: bool
+    generator: int
+    retries: int
+    retry_exceptions: bool | bytes
+    concurrency_group: str | None
+    positional: int  # see _signature.plain_count; -2: no signature to check
 
 
 class _BoundMethodOptions:
