@@ -96,7 +96,7 @@ class ActorManager:
         # __init__ arguments stay alive for the actor's life: a restart runs it again
         for oid in spec.deps + spec.nested_refs:
             self.table.hold(oid)
-        conn.send(p.ActorCreated(msg.req_id, record.info()))
+        conn.send(p.ActorCreated(req_id=msg.req_id, info=record.info()))
         self.tasks.schedule_creation(record, TaskRecord(spec))
 
     def actor_task_done(self, rec: TaskRecord, msg: p.TaskDone) -> None:
@@ -192,7 +192,9 @@ class ActorManager:
         path = endpoint_path(self.session_dir, worker.worker_id)
         if path is not None and os.path.exists(path):
             sent.add(key)
-            conn.send(p.ActorEndpoint(record.actor_id, worker.worker_id, path))
+            conn.send(
+                p.ActorEndpoint(actor_id=record.actor_id, worker_id=worker.worker_id, path=path)
+            )
 
     def on_direct_calls(self, conn: ServerConnection, msg: p.DirectCalls) -> None:
         """A caller's note of the calls it sent to actors directly: track each one."""

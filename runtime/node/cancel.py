@@ -58,4 +58,4 @@ class Cancellation:
         ]
         self.tasks.cancel(matching, msg.force, recursive=True, why="CancelCell")
         if msg.req_id:
-            conn.send(p.QueryReply(msg.req_id, len(matching)))
+            conn.send(p.QueryReply(req_id=msg.req_id, data=len(matching)))

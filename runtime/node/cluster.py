@@ -126,7 +126,7 @@ class Membership:
         for conn_id in self.members:
             conn = self.conns.get(conn_id)
             if conn is not None:
-                conn.send(p.ClusterView(views))
+                conn.send(p.ClusterView(views=views))
 
     async def heartbeat_members(self) -> None:
         while True:

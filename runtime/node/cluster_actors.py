@@ -113,7 +113,7 @@ class ClusterActors:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.head_requests[req_id] = future
         try:
-            link.send(p.Query(req_id, what, arg))
+            link.send(p.Query(req_id=req_id, what=what, arg=arg))
             return await asyncio.wait_for(future, 30)
         finally:
             self.head_requests.pop(req_id, None)
@@ -135,7 +135,9 @@ class ClusterActors:
         elif self.membership.head_link is not None:
             # no reply awaited: a caller that asks before this arrives asks again
             self.membership.head_link.send(
-                p.Query(0, "actor_register", (record.info(), self.membership.node_id))
+                p.Query(
+                    req_id=0, what="actor_register", arg=(record.info(), self.membership.node_id)
+                )
             )
 
     def unregister_actor(self, record: ActorRecord) -> None:
@@ -144,7 +146,9 @@ class ClusterActors:
         if self.membership.is_head:
             self.membership.actor_directory.unregister(record.actor_id)
         elif self.membership.head_link is not None:
-            self.membership.head_link.send(p.Query(0, "actor_unregister", record.actor_id))
+            self.membership.head_link.send(
+                p.Query(req_id=0, what="actor_unregister", arg=record.actor_id)
+            )
 
     def directory_query(self, what: str, arg: Any) -> Any:
         """Head: the directory's answers to members' queries."""
@@ -170,14 +174,16 @@ class ClusterActors:
     async def create_named_via_head(self, conn: ServerConnection, msg: p.CreateActor) -> None:
         """Member: reserve the name at the head, then create the actor here."""
         spec = msg.spec
-        info = p.ActorInfo(spec.task_id, object_id_for(spec.task_id, 0), msg.options)
+        info = p.ActorInfo(
+            actor_id=spec.task_id, cookie=object_id_for(spec.task_id, 0), options=msg.options
+        )
         try:
             existing = await self.ask_head("actor_register", (info, self.membership.node_id))
         except (ConnectionError, asyncio.TimeoutError) as err:
             conn.send(
                 p.ActorCreated(
-                    msg.req_id,
-                    None,
+                    req_id=msg.req_id,
+                    info=None,
                     error=f"Cannot check the name {msg.options.name!r} with the head of the "
                     f"cluster ({err}); start the head again or create the actor unnamed.",
                 )
@@ -188,19 +194,21 @@ class ClusterActors:
         elif conn.conn_id in self.conns:
             self.host.create_actor_here(conn, msg)
         elif self.membership.head_link is not None:  # the creator left while we asked
-            self.membership.head_link.send(p.Query(0, "actor_unregister", spec.task_id))
+            self.membership.head_link.send(
+                p.Query(req_id=0, what="actor_unregister", arg=spec.task_id)
+            )
 
     def reply_name_taken(
         self, conn: ServerConnection, msg: p.CreateActor, existing: p.ActorInfo
     ) -> None:
         opts = msg.options
         if opts.get_if_exists:
-            conn.send(p.ActorCreated(msg.req_id, existing, existed=True))
+            conn.send(p.ActorCreated(req_id=msg.req_id, info=existing, existed=True))
             return
         conn.send(
             p.ActorCreated(
-                msg.req_id,
-                None,
+                req_id=msg.req_id,
+                info=None,
                 error=(
                     f"An actor named {opts.name!r} already exists in namespace "
                     f"{opts.namespace!r}. Use get_actor({opts.name!r}) for a handle to it, "
@@ -224,7 +232,7 @@ class ClusterActors:
         except (ConnectionError, asyncio.TimeoutError) as err:
             log.warning("the head did not answer %s (%s); answering for this node", msg.what, err)
             data = self.host.actor_query(msg.what, msg.arg)
-        conn.send(p.QueryReply(msg.req_id, data))
+        conn.send(p.QueryReply(req_id=msg.req_id, data=data))
 
     async def owner_of(self, actor_id: bytes) -> str | None:
         """The node that owns the actor, asking again while its registration travels."""
@@ -308,7 +316,18 @@ class ClusterActors:
         if record is None:
             actor_id = spec.actor_id
             placeholder = p.TaskSpec(
-                actor_id, spec.name, b"", b"", [], [], 1, {}, 0, False, 0, kind=p.ACTOR_CREATION
+                task_id=actor_id,
+                name=spec.name,
+                fn_id=b"",
+                args=b"",
+                deps=[],
+                nested_refs=[],
+                num_returns=1,
+                resources={},
+                max_retries=0,
+                retry_exceptions=False,
+                max_calls=0,
+                kind=p.ACTOR_CREATION,
             )
             options = p.ActorOptions(class_name=spec.name.partition(".")[0], methods=b"")
             record = ActorRecord(actor_id, object_id_for(actor_id, 0), placeholder, options, 0)
@@ -409,7 +428,10 @@ class ClusterActors:
         record.route = None
         record.route_ready = False
         if node_id is not None and not record.proxy:
-            msgs = [p.KillActor(record.actor_id, True), p.RefUpdate([], [record.cookie])]
+            msgs = [
+                p.KillActor(actor_id=record.actor_id, no_restart=True),
+                p.RefUpdate(add=[], remove=[record.cookie]),
+            ]
             self.spawn(self._send_to_all(node_id, msgs))
 
     async def _send_to_all(self, node_id: str, msgs: list[object]) -> None:

@@ -309,7 +309,7 @@ class NodeManager:
         self._next_conn += 1
         nonce = auth.new_nonce()
         conn = ServerConnection(
-            self._next_conn, self._dispatch, self._on_lost, greeting=p.AuthChallenge(nonce)
+            self._next_conn, self._dispatch, self._on_lost, greeting=p.AuthChallenge(nonce=nonce)
         )
         conn.nonce = nonce  # type: ignore[attr-defined]
         conn.remote = True  # type: ignore[attr-defined]
@@ -432,13 +432,13 @@ class NodeManager:
         conn.owns_node = msg.owns_node  # type: ignore[attr-defined]
         conn.send(
             p.Welcome(
-                self.node_id,
-                self.session_dir,
-                self.arena.path,
-                self.arena.size,
-                conn.conn_id,
-                dict(self.ledger.total),
-                self.tcp_address,
+                node_id=self.node_id,
+                session_dir=self.session_dir,
+                arena_path=self.arena.path,
+                arena_size=self.arena.size,
+                conn_id=conn.conn_id,
+                resources=dict(self.ledger.total),
+                tcp_address=self.tcp_address,
             )
         )
         if msg.role == "worker":

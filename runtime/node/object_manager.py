@@ -58,10 +58,12 @@ class ObjectManager:
         try:
             payload = await self.store.allocate(msg.object_id, msg.size)
         except ObjectStoreFullError as err:
-            conn.send(p.ObjectCreated(msg.req_id, None, serialize(err).to_bytes()))
+            conn.send(
+                p.ObjectCreated(req_id=msg.req_id, payload=None, error=serialize(err).to_bytes())
+            )
             return
         self.pending_allocs.setdefault(conn.conn_id, {})[msg.object_id] = payload
-        conn.send(p.ObjectCreated(msg.req_id, payload))
+        conn.send(p.ObjectCreated(req_id=msg.req_id, payload=payload))
 
     def on_seal_object(self, conn: ServerConnection, msg: p.SealObject) -> None:
         self.pending_allocs.get(conn.conn_id, {}).pop(msg.object_id, None)
@@ -90,7 +92,7 @@ class ObjectManager:
         payload = entry.payload
         assert payload is not None
         if payload.data is None and not want_value:
-            conn.send(p.ObjectAvailable(entry.object_id, None))
+            conn.send(p.ObjectAvailable(object_id=entry.object_id, payload=None))
             return
         if entry.contains and want_value and conn.role == "peer":
             self.spawn(self._deliver_to_peer(conn, entry))
@@ -101,7 +103,7 @@ class ObjectManager:
             return
         if payload.in_arena:
             self.objects.pin(entry, conn.conn_id)
-        conn.send(p.ObjectAvailable(entry.object_id, payload))
+        conn.send(p.ObjectAvailable(object_id=entry.object_id, payload=payload))
 
     async def _deliver_to_peer(self, conn: ServerConnection, entry: ObjectEntry) -> None:
         """A value with refs inside, for another node (a forwarded task's result).
@@ -129,7 +131,11 @@ class ObjectManager:
             if payload.data is None:
                 await self._deliver_copy(conn, entry.object_id, payload, list(entry.contains))
             else:
-                conn.send(p.ObjectAvailable(entry.object_id, payload, list(entry.contains)))
+                conn.send(
+                    p.ObjectAvailable(
+                        object_id=entry.object_id, payload=payload, contained=list(entry.contains)
+                    )
+                )
         for oid in later:
             self.spawn(self._push_when_sealed(conn, oid))
 
@@ -168,7 +174,7 @@ class ObjectManager:
             chunked = p.Payload(
                 offset=CHUNKED, size=payload.size, error=payload.error, type_name=payload.type_name
             )
-            conn.send(p.ObjectAvailable(oid, chunked, contained))
+            conn.send(p.ObjectAvailable(object_id=oid, payload=chunked, contained=contained))
             return
         self.objects.pin(entry, conn.conn_id)  # keep the range while we copy it out
         try:
@@ -179,11 +185,11 @@ class ObjectManager:
                 self.store.release_memory(reclaimed)
         conn.send(
             p.ObjectAvailable(
-                oid,
-                p.Payload(
+                object_id=oid,
+                payload=p.Payload(
                     data=data, size=len(data), error=payload.error, type_name=payload.type_name
                 ),
-                contained,
+                contained=contained,
             )
         )
 

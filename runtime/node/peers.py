@@ -101,7 +101,7 @@ class Peers:
         assert self.membership.join is not None and self.token is not None
         loop = asyncio.get_running_loop()
         while True:
-            hello = p.Hello("node", os.getpid())
+            hello = p.Hello(role="node", pid=os.getpid())
             link = PeerLink("head", self.token, hello, self.on_peer_message, self.on_link_lost)
             try:
                 await loop.create_connection(link_factory(link), *self.membership.join)
@@ -113,11 +113,11 @@ class Peers:
                 await asyncio.sleep(1.0)
                 continue
             self.membership.head_link = link
-            link.send(p.NodeRegister(self.membership.self_view()))
+            link.send(p.NodeRegister(view=self.membership.self_view()))
             log.info("joined the head at %s:%s", *self.membership.join)
             while not link.closed:
                 await asyncio.sleep(HEARTBEAT)
-                link.send(p.NodeStatus(self.membership.self_view()))
+                link.send(p.NodeStatus(view=self.membership.self_view()))
             log.warning("lost the head; trying to rejoin")
             self.membership.head_link = None
             await asyncio.sleep(1.0)
@@ -220,7 +220,7 @@ class Peers:
             link = PeerLink(
                 node_id,
                 self.token,
-                p.Hello("peer", os.getpid()),
+                p.Hello(role="peer", pid=os.getpid()),
                 self.on_peer_message,
                 self.on_link_lost,
             )
@@ -277,13 +277,16 @@ class Peers:
         msgs: list[object] = []
         if spec.fn_id and spec.fn_id not in link.functions:
             name, payload = self.tasks.functions[spec.fn_id]
-            msgs.append(p.RegisterFunction(spec.fn_id, name, payload))
+            msgs.append(p.RegisterFunction(fn_id=spec.fn_id, name=name, payload=payload))
             link.functions.add(spec.fn_id)
         returns = [object_id_for(spec.task_id, i) for i in range(spec.num_returns)]
         if create is not None:
-            msgs += [p.CreateActor(0, spec, create), p.Subscribe(returns, False)]
+            msgs += [
+                p.CreateActor(req_id=0, spec=spec, options=create),
+                p.Subscribe(object_ids=returns, want_value=False),
+            ]
         else:
-            msgs += [p.SubmitTask(spec), p.Subscribe(returns, True)]
+            msgs += [p.SubmitTask(spec=spec), p.Subscribe(object_ids=returns, want_value=True)]
         if link.closed:  # it dropped while we read the arguments
             raise ConnectionError(f"the link to node {node_id} closed")
         self.forwarded[spec.task_id] = Forwarded(rec, node_id, link, pushed)
@@ -299,7 +302,7 @@ class Peers:
             del self.forwarded[task_id]
             done = [oid for oid in fwd.pushed if release_push(link, oid)]
             if done:  # the host holds the constructor's arguments for the actor's life
-                link.send(p.RefUpdate([], done))
+                link.send(p.RefUpdate(add=[], remove=done))
             self.routes.remote_creation_done(fwd, payload)
             return
         if payload.offset == CHUNKED:
@@ -326,6 +329,6 @@ class Peers:
         returns = [object_id_for(spec.task_id, i) for i in range(spec.num_returns)]
         results = [fwd.results[oid] for oid in returns]
         done = [oid for oid in fwd.pushed if release_push(link, oid)]
-        link.send(p.RefUpdate([], returns + done))  # the peer may free its copies now
+        link.send(p.RefUpdate(add=[], remove=returns + done))  # the peer may free its copies now
         contained = [fwd.contained.get(oid, []) for oid in returns]
         self.tasks.remote_done(fwd.rec, results, contained)

@@ -51,11 +51,13 @@ class Queries:
 
     def on_query(self, conn: ServerConnection, msg: p.Query) -> None:
         if msg.what in PG_QUERIES:
-            conn.send(p.QueryReply(msg.req_id, self.groups.pg_query(conn, msg.what, msg.arg)))
+            conn.send(
+                p.QueryReply(req_id=msg.req_id, data=self.groups.pg_query(conn, msg.what, msg.arg))
+            )
             return
         if self.cluster_actors.query_via_head(conn, msg):
             return
-        conn.send(p.QueryReply(msg.req_id, self.answer(msg.what, msg.arg)))
+        conn.send(p.QueryReply(req_id=msg.req_id, data=self.answer(msg.what, msg.arg)))
 
     def answer(self, what: str, arg: Any) -> Any:
         views = self.membership.all_views

@@ -168,12 +168,14 @@ class Tasks:
             elif type(ins) is KillWorker:
                 self.pool.kill(ins.worker, ins.sig)
             elif type(ins) is CancelRunning:
-                ins.worker.conn.send(p.CancelTask(ins.task_id, False))
+                ins.worker.conn.send(p.CancelTask(task_id=ins.task_id, force=False))
             elif type(ins) is ForwardCancel:
                 fwd = self.forwarded.get(ins.task_id)
                 if fwd is not None:
                     oid = object_id_for(ins.task_id, 0)
-                    fwd.link.send(p.CancelRequest(oid, ins.force, ins.recursive))
+                    fwd.link.send(
+                        p.CancelRequest(object_id=oid, force=ins.force, recursive=ins.recursive)
+                    )
             elif type(ins) is UnqueueActorCall:
                 self.actor_hooks.unqueue_actor_call(ins.rec)
             elif type(ins) is ActorDead:
@@ -184,7 +186,7 @@ class Tasks:
                 log.warning(ins.text)
                 owner = self.conns.get(ins.owner)
                 if owner is not None:
-                    owner.send(p.DriverWarning(ins.text))
+                    owner.send(p.DriverWarning(text=ins.text))
             else:
                 raise AssertionError(f"no executor for {ins!r}")
 
@@ -205,7 +207,15 @@ class Tasks:
         options = rec.actor.options if creation and rec.actor else None
         attempt = rec.actor.restarts if creation and rec.actor else rec.attempt
         worker.conn.send(
-            p.ExecuteTask(spec, fn_payload, payloads, gpu_ids, rec.retries_left, options, attempt)
+            p.ExecuteTask(
+                spec=spec,
+                fn_payload=fn_payload,
+                dep_payloads=payloads,
+                gpu_ids=gpu_ids,
+                retries_left=rec.retries_left,
+                actor_options=options,
+                attempt=attempt,
+            )
         )
 
     def _finish(
@@ -229,7 +239,7 @@ class Tasks:
                 and payload.data is not None
                 and not owner_waits
             ):
-                owner.send(p.ObjectAvailable(oid, payload))
+                owner.send(p.ObjectAvailable(object_id=oid, payload=payload))
         self.release_holds(spec)
 
     def release_holds(self, spec: p.TaskSpec) -> None:
@@ -291,7 +301,7 @@ class Tasks:
             if rec is not None and self.machine.started(rec, started):
                 owner = self.conns.get(rec.spec.owner)
                 if owner is not None and owner.role == "peer":
-                    owner.send(p.TaskStarted([(task_id, started)]))
+                    owner.send(p.TaskStarted(started=[(task_id, started)]))
 
     def on_blocked(self, conn: ServerConnection, msg: p.Blocked) -> None:
         worker = self.pool.workers.get(conn.conn_id)

@@ -62,7 +62,7 @@ async def send_value(
     for offset in range(0, total, CHUNK):
         # A PickleBuffer is pickled straight from the store: one copy fewer than bytes().
         piece = pickle.PickleBuffer(view[offset : offset + CHUNK])
-        send(p.ObjectChunk(object_id, offset, total, piece))  # type: ignore[arg-type]
+        send(p.ObjectChunk(object_id=object_id, offset=offset, total=total, data=piece))  # type: ignore[arg-type]
         await drain()
 
 
@@ -274,10 +274,27 @@ class Transfers:
         oid, contains, type_name = entry.object_id, list(entry.contains), stored.type_name
         if should_chunk(stored.size) and stored.data is None:
             await self.send_stored(send, drain, oid, stored)
-            send(p.PutInline(oid, b"", contains, type_name, chunked=True, announced=announced))
+            send(
+                p.PutInline(
+                    object_id=oid,
+                    data=b"",
+                    contained=contains,
+                    type_name=type_name,
+                    chunked=True,
+                    announced=announced,
+                )
+            )
         else:
             data = await self.payload_bytes(stored)
-            send(p.PutInline(oid, data, contains, type_name, announced=announced))
+            send(
+                p.PutInline(
+                    object_id=oid,
+                    data=data,
+                    contained=contains,
+                    type_name=type_name,
+                    announced=announced,
+                )
+            )
 
     async def drop_chunked(self, object_id: bytes) -> None:
         """Free a value that came in chunks but is not wanted after all."""
