@@ -189,7 +189,7 @@ class ObjectCache:
         ``fetch``: ask for the values either way (``wait(fetch_local=True)``).
         ``fail_fast``: return as soon as one value here is an error (``get`` raises the
         first error it knows of, as Ray does, instead of waiting for the others).
-        The available ones come in the order they became available, not in ``ids``'.
+        The available ones come in the order they became available, not in that of ``ids``.
 
         The node tells an owner unasked when its task results are ready, large ones as
         readiness only. A caller still blocked after ``FETCH_AFTER`` asks for the values
@@ -206,6 +206,8 @@ class ObjectCache:
         deadline = None if timeout is None else now + timeout
         ready: list[bytes] = []
         pending: dict[bytes, int] = {}  # not here yet: how many times ``ids`` lists it
+        for oid in ids:
+            pending[oid] = pending.get(oid, 0) + 1
         failed = False
         # Subscribe once per object, and only for what no answer is on its way for: a
         # draining ``wait`` blocks again and again on the same refs, and asking each time
@@ -213,30 +215,17 @@ class ObjectCache:
         # that brought readiness but not the value we want takes the id out of
         # ``_requested``, so it is asked for again.
         ask: list[bytes] = []
-        arrived: list[bytes] = []  # filled by the reader threads while this waits
+        # What to look at: every id first, then what the reader threads append as it
+        # arrives. Looking only at what came since the last wake-up keeps a get of N
+        # results O(N); rescanning everything still missing each time was O(N^2).
+        arrived = list(pending)
         with self._lock:
-            for oid in ids:
-                if oid in pending:
-                    pending[oid] += 1
-                elif have(oid):
-                    ready.append(oid)
-                    if fail_fast and not failed:
-                        failed = self._is_error(oid)
-                else:
-                    pending[oid] = 1
-                    if oid not in requested:
-                        ask.append(oid)
-            if len(ready) >= count or failed:
-                return ready
             self._arrivals.append(arrived)
         try:
             while True:
                 with self._lock:
                     while True:
                         if arrived:
-                            # Each wake-up looks only at what came since the last: with
-                            # results arriving a few at a time, rescanning everything
-                            # still missing made a get of N results cost O(N^2).
                             for oid in arrived:
                                 n = pending.get(oid)
                                 if n is None:
@@ -248,6 +237,7 @@ class ObjectCache:
                                         failed = self._is_error(oid)
                                 elif oid not in requested:
                                     ask.append(oid)
+                                    requested[oid] = ask_value  # (asked once, if listed twice)
                             arrived.clear()
                             if len(ready) >= count or failed:
                                 return ready
