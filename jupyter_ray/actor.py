@@ -450,9 +450,10 @@ class ActorMethod:
         if num_returns in (STREAMING, DYNAMIC):
             generator = STREAMING_KIND if num_returns == STREAMING else DYNAMIC_KIND
         shape = spec.shape
+        qualname = f"{self._handle._class_name}.{self._name}"
         plan = _CallPlan(
-            qualname=f"{self._handle._class_name}.{self._name}",
-            name=overrides.get("name") or f"{self._handle._class_name}.{self._name}",
+            qualname=qualname,
+            name=overrides.get("name") or qualname,
             num_returns=1 if generator else num_returns,
             streaming=num_returns == STREAMING,
             generator=generator,
