@@ -96,27 +96,18 @@ class TaskSubmitter:
         ``generator``: a generator task (see client/generators.py); ``stream``: the state that
         receives a streaming task's items, registered here before the task is sent.
         """
-        blob, deps, nested, keep = self._serialize_args(args, kwargs)
-        task_id = new_task_id()
         ctx = context.current_task()
-        cell = context.current_cell()
-        spec = p.TaskSpec(
-            task_id=task_id,
-            name=name,
+        spec, keep = self._new_spec(
+            ctx,
+            name,
+            args,
+            kwargs,
             fn_id=fn_id,
-            args=blob,
-            deps=deps,
-            nested_refs=nested,
             num_returns=num_returns,
             resources=resources,
             max_retries=max_retries,
             retry_exceptions=retry_exceptions,
             max_calls=max_calls,
-            parent_task=ctx.task_id if ctx is not None else None,
-            cell_id=cell[0],
-            cell_execution_count=cell[1],
-            job_id=context.current_job_id(),
-            namespace=context.current_namespace(),
             kind=p.TASK if actor_id is None else p.ACTOR_METHOD,
             actor_id=actor_id,
             method=method,
@@ -125,6 +116,7 @@ class TaskSubmitter:
             generator=generator,
             capture_group=capture_group,
         )
+        task_id = spec.task_id
         refs = [self._new_owned_ref(object_id_for(task_id, i)) for i in range(num_returns)]
         if stream is not None:
             stream.end = refs[0]
@@ -139,8 +131,8 @@ class TaskSubmitter:
         if (
             lanes
             and num_returns == 1
-            and not deps
-            and not nested
+            and not spec.deps
+            and not spec.nested_refs
             and not generator  # (items go through the node, which owns their objects)
             and not retry_exceptions  # (a retry is the node's decision)
             and method != "__ray_terminate__"
@@ -271,32 +263,22 @@ class TaskSubmitter:
         capture_group: bytes | None = None,
     ) -> tuple[p.ActorInfo, ObjectRef]:
         """Create an actor; returns its info and a counted ref to its cookie (the handle)."""
-        blob, deps, nested, keep = self._serialize_args(args, kwargs)
-        task_id = new_task_id()
-        ctx = context.current_task()
-        cell = context.current_cell()
-        spec = p.TaskSpec(
-            task_id=task_id,
-            name=name,
+        spec, keep = self._new_spec(
+            context.current_task(),
+            name,
+            args,
+            kwargs,
             fn_id=cls_id,
-            args=blob,
-            deps=deps,
-            nested_refs=nested,
             num_returns=1,
             resources=resources,
             max_retries=0,
             retry_exceptions=False,
             max_calls=0,
-            parent_task=ctx.task_id if ctx is not None else None,
-            cell_id=cell[0],
-            cell_execution_count=cell[1],
-            job_id=context.current_job_id(),
-            namespace=context.current_namespace(),
             kind=p.ACTOR_CREATION,
-            actor_id=task_id,
             runtime_env=runtime_env,
             capture_group=capture_group,
         )
+        spec.actor_id = spec.task_id  # an actor is known by its creation task's id
         if cls_id not in self._registered:
             self.send(p.RegisterFunction(fn_id=cls_id, name=name, payload=cls_payload))
             self._registered.add(cls_id)
@@ -308,6 +290,34 @@ class TaskSubmitter:
         if reply.existed:
             return info, ObjectRef(info.cookie, self)  # type: ignore[arg-type]
         return info, self._new_owned_ref(info.cookie)
+
+    def _new_spec(
+        self,
+        ctx: context.TaskContext | None,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        **fields: Any,
+    ) -> tuple[p.TaskSpec, list[ObjectRef]]:
+        """A new task's spec, for a task, an actor call or an actor's creation: a fresh
+        id, the arguments serialized, and the caller's task (``ctx``), cell, job and
+        namespace stamped on it; with the refs to keep until it is sent."""
+        blob, deps, nested, keep = self._serialize_args(args, kwargs)
+        cell = context.current_cell()
+        spec = p.TaskSpec(
+            task_id=new_task_id(),
+            name=name,
+            args=blob,
+            deps=deps,
+            nested_refs=nested,
+            parent_task=ctx.task_id if ctx is not None else None,
+            cell_id=cell[0],
+            cell_execution_count=cell[1],
+            job_id=context.current_job_id(),
+            namespace=context.current_namespace(),
+            **fields,
+        )
+        return spec, keep
 
     def _serialize_args(
         self, args: tuple[Any, ...], kwargs: dict[str, Any]
