@@ -14,6 +14,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -110,19 +111,14 @@ def _failed(request: pytest.FixtureRequest) -> bool:
 
 def _print_server(server: Server) -> None:
     """What a failed test's server knew: its runtime, its tasks by state, its log's end."""
-    for route in ("cluster", "tasks?limit=10000"):
-        try:
-            status, answer = server.request("GET", f"jupyter-ray/api/{route}")
-        except OSError as err:
-            print(f"GET {route}: {err}")
-            continue
-        if route == "cluster":
-            print(f"GET cluster -> {status}: {json.dumps(answer)[:1500]}")
-        else:
-            states: dict[str, int] = {}
-            for task in answer.get("tasks", []):
-                states[task["state"]] = states.get(task["state"], 0) + 1
-            print(f"GET tasks -> {status}: by state {states}")
+    try:
+        status, cluster = server.request("GET", "jupyter-ray/api/cluster")
+        print(f"GET cluster -> {status}: {json.dumps(cluster)[:1500]}")
+        status, answer = server.request("GET", "jupyter-ray/api/tasks?limit=10000")
+        states = Counter(task["state"] for task in answer.get("tasks", []))
+        print(f"GET tasks -> {status}: by state {dict(states)}")
+    except OSError as err:
+        print(f"the server did not answer: {err}")
     print(f"--- the end of {server.log_path}:")
     print(server.log_path.read_text(errors="replace")[-6000:])
 
