@@ -237,7 +237,6 @@ class ObjectCache:
                                         failed = self._is_error(oid)
                                 elif oid not in requested:
                                     ask.append(oid)
-                                    requested[oid] = ask_value  # (asked once, if listed twice)
                             arrived.clear()
                             if len(ready) >= count or failed:
                                 return ready
