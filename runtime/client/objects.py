@@ -238,8 +238,8 @@ class ObjectCache:
                                 elif oid not in requested:
                                     ask.append(oid)
                             arrived.clear()
-                            if len(ready) >= count or failed:
-                                return ready
+                        if len(ready) >= count or failed:
+                            return ready  # (at once for no ids at all)
                         if upgrade_at is not None and time.monotonic() >= upgrade_at:
                             upgrade_at = None
                             ask += [oid for oid in pending if requested.get(oid) is False]

@@ -133,6 +133,7 @@ def test_get_of_refs_arriving_out_of_order_and_repeated_keeps_the_callers_order(
     assert ray.get(asked) == [5, 0, 5, 3, 1, 0]
     ready, rest = ray.wait(refs, num_returns=6, timeout=60)
     assert sorted(ray.get(ready)) == list(range(6)) and rest == []
+    assert ray.get([]) == []  # nothing to wait for: at once
 
 
 def test_get_timeout_raises_get_timeout_error(ray_2cpu: Any) -> None:
