@@ -36,8 +36,18 @@ def notebook(cells: list[tuple[str, str]]) -> dict[str, Any]:
 
 
 def command(page: Any, name: str, args: dict[str, Any] | None = None) -> None:
+    """Run a Lab command and wait for its promise (``notebook:run-all-cells``: until every
+    cell has run)."""
     page.evaluate(
         "([name, args]) => window.jupyterapp.commands.execute(name, args)", [name, args or {}]
+    )
+
+
+def start_command(page: Any, name: str, args: dict[str, Any] | None = None) -> None:
+    """Start a Lab command without waiting for it: to watch the page while it runs."""
+    page.evaluate(
+        "([name, args]) => { void window.jupyterapp.commands.execute(name, args); }",
+        [name, args or {}],
     )
 
 
