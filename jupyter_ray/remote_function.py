@@ -7,6 +7,7 @@ import hashlib
 import inspect
 import pickle
 import warnings
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from ._client import auto_client
@@ -20,7 +21,7 @@ from ._options import (
     with_accelerator,
     with_labels,
 )
-from ._signature import check_call, shape_of
+from ._signature import check_call, plain_count, shape_of
 from .on_ray import backend as _on_ray
 from .runtime.client import context
 from .runtime.client.generators import DYNAMIC as DYNAMIC_KIND
@@ -102,7 +103,10 @@ class RemoteFunction(Generic[R]):
         )
         self._options = self._checked(normalize_task_options(options, "remote functions"))
         self._shape = shape_of(function)
+        # the only shape checked without inspect: this many positional arguments
+        self._positional = -2 if self._shape is None else plain_count(self._shape)
         self._pickled: tuple[bytes, bytes] | None = None
+        self._default_plan: _TaskPlan | None = None
         functools.update_wrapper(self, function)
 
     def _checked(self, options: dict[str, Any]) -> dict[str, Any]:
@@ -129,8 +133,12 @@ class RemoteFunction(Generic[R]):
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         """Submit the task; returns an ObjectRef (a list of them if num_returns > 1, an
         ObjectRefGenerator for a generator function)."""
-        check_call(self._shape, args, kwargs, self._name)
-        return self._submit(self._options, args, kwargs)
+        if self._positional != -2 and (kwargs or len(args) != self._positional):
+            check_call(self._shape, args, kwargs, self._name)
+        plan = self._default_plan
+        if plan is None and _on_ray.ray is None:
+            plan = self._default_plan = self._plan({})
+        return self._submit({}, args, kwargs, plan)
 
     def _function_payload(self) -> tuple[bytes, bytes]:
         if self._pickled is None:
@@ -139,11 +147,58 @@ class RemoteFunction(Generic[R]):
             self._pickled = (hashlib.sha1(payload).digest()[:16], payload)
         return self._pickled
 
-    def _submit(self, overrides: dict[str, Any], args: Any, kwargs: Any) -> Any:
+    def _plan(self, overrides: dict[str, Any]) -> _TaskPlan:
+        """The options of a call with ``overrides``, resolved as far as they do not depend
+        on the calling task (its placement group and runtime env are read per call)."""
+        opts = {**DEFAULTS, **self._options, **overrides}
+        demand = dict(opts["resources"] or {})
+        if opts["num_cpus"]:
+            demand["CPU"] = opts["num_cpus"]
+        if opts["num_gpus"]:
+            demand["GPU"] = opts["num_gpus"]
+        if opts["memory"]:
+            demand["memory"] = opts["memory"]
+        markers = with_labels(
+            with_accelerator({}, opts.get("accelerator_type")),
+            opts.get("label_selector"),
+            opts.get("fallback_strategy"),
+        )
+        retry_exceptions = opts["retry_exceptions"]
+        if isinstance(retry_exceptions, list | tuple):
+            retry_exceptions = pickle.dumps(list(retry_exceptions)) if retry_exceptions else False
+        max_retries = opts["max_retries"]
+        if max_retries == -1:
+            max_retries = INFINITE_RETRIES
+        num_returns = opts["num_returns"]
+        if num_returns is None:
+            num_returns = STREAMING if self._generator else 1
+        generator = 0
+        if num_returns in (STREAMING, DYNAMIC):
+            generator = STREAMING_KIND if num_returns == STREAMING else DYNAMIC_KIND
+        return _TaskPlan(
+            name=opts["name"] or self._name,
+            demand=demand,
+            unplaced={**demand, **markers},
+            markers=markers,
+            strategy=opts.get("scheduling_strategy"),
+            no_group=opts.get("placement_group", "default") is None,
+            max_retries=max_retries,
+            retry_exceptions=retry_exceptions,
+            max_calls=opts["max_calls"],
+            num_returns=1 if generator else num_returns,
+            streaming=num_returns == STREAMING,
+            generator=generator,
+            runtime_env=opts["runtime_env"],
+        )
+
+    def _submit(
+        self, overrides: dict[str, Any], args: Any, kwargs: Any, plan: _TaskPlan | None = None
+    ) -> Any:
         if _on_ray.ray is not None:  # the Ray backend: Ray runs it (jupyter_ray.on_ray)
             options = {**self._options, **overrides}
             return _on_ray.submit_function(self, self._function, self._name, options, args, kwargs)
-        opts = {**DEFAULTS, **self._options, **overrides}
+        if plan is None:
+            plan = self._plan(overrides)
         client = auto_client()
         try:
             fn_id, payload = self._function_payload()
@@ -155,46 +210,26 @@ class RemoteFunction(Generic[R]):
                 "travel to workers with cloudpickle; avoid capturing locks, open files, "
                 "sockets or similar objects in its closure or globals."
             ) from err
-        demand = dict(opts["resources"] or {})
-        if opts["num_cpus"]:
-            demand["CPU"] = opts["num_cpus"]
-        if opts["num_gpus"]:
-            demand["GPU"] = opts["num_gpus"]
-        if opts["memory"]:
-            demand["memory"] = opts["memory"]
-        strategy, capture = placement(
-            opts.get("scheduling_strategy"), opts.get("placement_group", "default") is None
-        )
-        demand = place(demand, strategy, self._name)
-        demand = with_accelerator(demand, opts.get("accelerator_type"))
-        demand = with_labels(demand, opts.get("label_selector"), opts.get("fallback_strategy"))
-        retry_exceptions = opts["retry_exceptions"]
-        if isinstance(retry_exceptions, list | tuple):
-            retry_exceptions = pickle.dumps(list(retry_exceptions)) if retry_exceptions else False
-        max_retries = opts["max_retries"]
-        if max_retries == -1:
-            max_retries = INFINITE_RETRIES
-        num_returns = opts["num_returns"]
-        if num_returns is None:
-            num_returns = STREAMING if self._generator else 1
-        stream = StreamState() if num_returns == STREAMING else None
-        generator = 0
-        if num_returns in (STREAMING, DYNAMIC):
-            generator = STREAMING_KIND if num_returns == STREAMING else DYNAMIC_KIND
-            num_returns = 1
+        strategy, capture = placement(plan.strategy, plan.no_group)
+        if strategy is None or isinstance(strategy, str):
+            demand = plan.unplaced
+        else:  # in a placement group: its bundles' resources stand in for the demand
+            demand = {**place(plan.demand, strategy, self._name), **plan.markers}
+        stream = StreamState() if plan.streaming else None
+        num_returns = plan.num_returns
         refs = client.submit(
             fn_id,
             payload,
-            opts["name"] or self._name,
+            plan.name,
             args,
             kwargs,
             num_returns,
             demand,
-            max_retries,
-            retry_exceptions,
-            opts["max_calls"],
-            runtime_env=merge_runtime_env(context.current_runtime_env(), opts["runtime_env"]),
-            generator=generator,
+            plan.max_retries,
+            plan.retry_exceptions,
+            plan.max_calls,
+            runtime_env=merge_runtime_env(context.current_runtime_env(), plan.runtime_env),
+            generator=plan.generator,
             stream=stream,
             capture_group=capture,
         )
@@ -219,13 +254,36 @@ class _BoundOptions:
     def __init__(self, fn: RemoteFunction[Any], overrides: dict[str, Any]) -> None:
         self._fn = fn
         self._overrides = overrides
+        self._plan: _TaskPlan | None = None
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
-        check_call(self._fn._shape, args, kwargs, self._fn._name)
-        return self._fn._submit(self._overrides, args, kwargs)
+        fn = self._fn
+        check_call(fn._shape, args, kwargs, fn._name)
+        if self._plan is None and _on_ray.ray is None:
+            self._plan = fn._plan(self._overrides)
+        return fn._submit(self._overrides, args, kwargs, self._plan)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._fn(*args, **kwargs)
+
+
+@dataclass(frozen=True, slots=True)
+class _TaskPlan:
+    """A remote function's call options, resolved (see ``RemoteFunction._plan``)."""
+
+    name: str  # the task's name
+    demand: dict[str, float]  # resources, before any placement group
+    unplaced: dict[str, float]  # what is sent outside a placement group
+    markers: dict[str, float]  # accelerator and label markers (see _options)
+    strategy: Any  # the scheduling_strategy option
+    no_group: bool  # placement_group=None: not even the calling task's group
+    max_retries: int
+    retry_exceptions: bool | bytes
+    max_calls: int
+    num_returns: int
+    streaming: bool
+    generator: int  # 0, or STREAMING_KIND / DYNAMIC_KIND
+    runtime_env: dict[str, Any] | None
 
 
 __all__ = ["ObjectRef", "RemoteFunction"]
