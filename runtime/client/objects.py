@@ -218,9 +218,10 @@ class ObjectCache:
         # What to look at: every id first, then what the reader threads append as it
         # arrives. Looking only at what came since the last wake-up keeps a get of N
         # results O(N); rescanning everything still missing each time was O(N^2).
+        # Registered (under the lock) before the lock is first let go, so nothing that
+        # arrives meanwhile is missed; never, when everything is here at the first look.
         arrived = list(pending)
-        with self._lock:
-            self._arrivals.append(arrived)
+        registered = False
         try:
             while True:
                 with self._lock:
@@ -239,7 +240,13 @@ class ObjectCache:
                                     ask.append(oid)
                             arrived.clear()
                         if len(ready) >= count or failed:
+                            if registered:
+                                self._arrivals.remove(arrived)
+                                registered = False
                             return ready  # (at once for no ids at all)
+                        if not registered:
+                            self._arrivals.append(arrived)
+                            registered = True
                         if upgrade_at is not None and time.monotonic() >= upgrade_at:
                             upgrade_at = None
                             ask += [oid for oid in pending if requested.get(oid) is False]
@@ -274,8 +281,9 @@ class ObjectCache:
                     blocked = True
                 self.send(*msgs)
         finally:
-            with self._lock:
-                self._arrivals.remove(arrived)
+            if registered:  # a timeout, a lost connection, an interrupt
+                with self._lock:
+                    self._arrivals.remove(arrived)
             if blocked:
                 self.send(p.Unblocked())
 
