@@ -482,6 +482,11 @@ def require_client() -> CoreClient:
 
 
 def auto_client() -> CoreClient:
-    if context.get_client() is None:
+    """The runtime's client, starting a local runtime first when there is none (as Ray's
+    calls do); RaySystemError when it has stopped."""
+    client = context.get_client()
+    if client is not None and not client.closed:
+        return client  # (every task and get comes here)
+    if client is None:
         init()
     return require_client()

@@ -71,6 +71,10 @@ def current_cell() -> tuple[str | None, int | None]:
     ctx = current_task()
     if ctx is not None:
         return ctx.cell_id, ctx.cell_execution_count
+    return _driver_cell()
+
+
+def _driver_cell() -> tuple[str | None, int | None]:
     if cell_id_provider is not None:
         try:
             cell_id, count = cell_id_provider()
@@ -123,6 +127,16 @@ def current_job_id() -> str | None:
     if ctx is not None:
         return ctx.job_id
     return driver_job_id
+
+
+def stamp(ctx: TaskContext | None) -> tuple[str | None, int | None, str | None, str | None]:
+    """(cell id, execution count, job id, namespace) of a task submitted from ``ctx`` (the
+    running task, ``current_task()``), or from the driver when None: ``current_cell()``,
+    ``current_job_id()`` and ``current_namespace()`` in one look."""
+    if ctx is not None:
+        return ctx.cell_id, ctx.cell_execution_count, ctx.job_id, ctx.namespace
+    cell_id, count = _driver_cell()
+    return cell_id, count, driver_job_id, job_namespace
 
 
 class ActorExit(BaseException):
