@@ -16,7 +16,11 @@ import jupyter_ray as ray
 from jupyter_ray.exceptions import GetTimeoutError
 from jupyter_ray.job_config import JobConfig
 from jupyter_ray.runtime_context import NodeID
-from jupyter_ray.util import get_current_placement_group, placement_group
+from jupyter_ray.util import (
+    get_current_placement_group,
+    placement_group,
+    remove_placement_group,
+)
 from jupyter_ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 
@@ -174,6 +178,10 @@ def test_placement_group_capture_child_tasks(ray_2cpu: Any) -> None:
     not_capturing = PlacementGroupSchedulingStrategy(pg, 0)
     assert ray.get(child_group.options(scheduling_strategy=not_capturing).remote()) is None
     assert get_current_placement_group() is None  # in the driver
+    # The same remote function called again outside any group (in a worker that may have
+    # run it in the group): placement is the calling task's, not remembered per function.
+    remove_placement_group(pg)
+    assert ray.get(parent.remote(False), timeout=60) == (None, None)
 
 
 def test_legacy_placement_options_warn_and_work(ray_2cpu: Any) -> None:
