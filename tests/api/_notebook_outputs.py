@@ -22,12 +22,22 @@ def _cell(nb: Any, cell_id: str) -> Any:
 
 
 def text(nb: Any, cell_id: str) -> str:
-    """Everything a cell printed or showed as plain text (streams, displays, its value)."""
+    """Everything a cell printed or showed as plain text (streams, displays, its value).
+
+    Back-to-back stream outputs of one stream are one text, as a notebook shows them: a
+    ``print`` can reach the kernel's stream in two writes that are flushed apart."""
     parts = []
+    last_stream = None
     for out in _cell(nb, cell_id).outputs:
         if out.output_type == "stream":
-            parts.append(out.text)
-        elif out.output_type in ("display_data", "execute_result"):
+            if last_stream == out.name:
+                parts[-1] += out.text
+            else:
+                parts.append(out.text)
+            last_stream = out.name
+            continue
+        last_stream = None
+        if out.output_type in ("display_data", "execute_result"):
             parts.append(out.data.get("text/plain", ""))
     return ANSI.sub("", "\n".join(parts))
 
