@@ -1,8 +1,9 @@
 """The stop button while a cell waits in get/wait cancels exactly that cell's tasks.
 
 The kernel is interrupted as JupyterLab's stop button does it (jupyter_client sends the
-kernel SIGINT); the tasks drop a file when they start, so the test interrupts only once
-they surely run.
+kernel SIGINT); the tasks drop a file when they start, and the cell drops one once it
+has submitted them all, so the test interrupts only once the tasks surely run and the
+cell is about to wait (an interrupt while it still submits is a plain KeyboardInterrupt).
 """
 
 from __future__ import annotations
@@ -48,12 +49,14 @@ def test_interrupt_cancels_the_waiting_cells_tasks_only(
     ray_kernel.execute(f"other = slow.remote({str(tmp_path / 'other')!r})", cell_id="other")
     _wait_for_files([tmp_path / "other"])
     markers = [tmp_path / f"mine-{i}" for i in range(3)]
+    submitted = tmp_path / "submitted"  # (a file: a print's flush could take the interrupt)
     # one task runs, two wait for a CPU: the cancel must reach queued tasks too
     run = ray_kernel.submit(
-        f"refs = [slow.remote(m) for m in {[str(m) for m in markers]!r}]\n{call}",
+        f"refs = [slow.remote(m) for m in {[str(m) for m in markers]!r}]\n"
+        f"open({str(submitted)!r}, 'w').close()\n{call}",
         cell_id="waiting",
     )
-    _wait_for_files(markers[:1])
+    _wait_for_files([markers[0], submitted])
     took = _interrupt(ray_kernel, run)
     print(f"{call}: control back {took * 1000:.0f} ms after the interrupt")
     assert took < 5.0
