@@ -24,10 +24,12 @@ from ..runtime.client import context
 from ..runtime.client.core import CoreClient
 from ..runtime.client.object_ref import ObjectRef
 from ..runtime.common import exceptions as runtime_exceptions
+from ..runtime.common import interrupts
 from ..runtime.common.exceptions import GetTimeoutError
 from ..runtime.common.state_schema import DONE_STATES
 from . import identity, reprs
 from .cells import CellRun, CellTracker, frame_label
+from .interrupt import KeyboardInterrupt as StopButton
 from .interrupt import cancel_cell_tasks
 from .output import OutputRouter
 from .progress import Bar, Counts, ProgressWatcher, TextBar, WidgetBar
@@ -94,6 +96,8 @@ class KernelIntegration:
         for key, value in identity.job_metadata().items():
             context.job_metadata.setdefault(key, value)
         reprs.register(self.shell)
+        self.shell.events.register("pre_run_cell", self.pre_run_cell)
+        interrupts.install(StopButton)  # (this cell's pre_run_cell has been)
         if self.router is not None:
             self.shell.events.register("post_run_cell", self.post_run_cell)
         client = context.get_client()
@@ -111,6 +115,9 @@ class KernelIntegration:
         if self.on_ray_connect in on_ray.connect_hooks:
             on_ray.connect_hooks.remove(self.on_ray_connect)
         reprs.unregister(self.shell)
+        with contextlib.suppress(ValueError):
+            self.shell.events.unregister("pre_run_cell", self.pre_run_cell)
+        interrupts.uninstall()
         if self.router is not None:
             with contextlib.suppress(ValueError):
                 self.shell.events.unregister("post_run_cell", self.post_run_cell)
@@ -122,6 +129,12 @@ class KernelIntegration:
         if self.progress is not None:
             self.progress.close()
         self.status.close()
+
+    def pre_run_cell(self, info: Any = None) -> None:
+        """IPython event, as every cell starts: an interrupt must not cut one of the
+        runtime's steps in two (ipykernel restores Python's own SIGINT handler for each
+        request it handles, so this is done again for each cell)."""
+        interrupts.install(StopButton)
 
     def post_run_cell(self, result: Any = None) -> None:
         """IPython event, at the end of every cell (still inside it): the cell's task

@@ -9,8 +9,28 @@ raises :class:`CellInterrupted`, a KeyboardInterrupt that says how many were can
 
 from __future__ import annotations
 
+import builtins
+from typing import Any
+
 from ..runtime.client import context
+from ..runtime.common import interrupts
 from .cells import CellRun
+
+
+class KeyboardInterrupt(builtins.KeyboardInterrupt):
+    """The stop button's KeyboardInterrupt in a shell with the runtime's SIGINT handler
+    (``runtime/common/interrupts.py``: it holds an interrupt until a step of the runtime
+    is done). Shown as Python's own: the traceback leaves out the handler's frames."""
+
+    def _render_traceback_(self) -> list[str]:
+        from IPython import get_ipython
+
+        shell: Any = get_ipython()
+        tb = interrupts.without_own_frames(self.__traceback__)
+        lines: list[str] = shell.InteractiveTB.structured_traceback(
+            builtins.KeyboardInterrupt, self, tb
+        )
+        return lines
 
 
 class CellInterrupted(KeyboardInterrupt):

@@ -28,6 +28,7 @@ from ..common import auth
 from ..common import protocol as p
 from ..common.exceptions import RaySystemError
 from ..common.ids import TASK_ID_SIZE
+from ..common.interrupts import HELD, guarded, release
 from ..common.store import Arena
 from ..common.transport import ClientConnection
 from . import context
@@ -152,16 +153,22 @@ class CoreClient(TaskSubmitter, ObjectCache):
 
     # --- connection ------------------------------------------------------------------
 
+    @guarded
     def send(self, *msgs: object) -> None:
         """Send messages, preceded by any pending reference-count changes.
 
         One sender at a time: what is pending goes out before messages that may depend
-        on it (a direct call's announcement before a ``Subscribe`` to its result).
+        on it (a direct call's announcement before a ``Subscribe`` to its result). An
+        interrupt waits until all of it is sent (see ``common/interrupts.py``).
         """
-        with self._send_lock:
-            with self._lock:
-                pending = self._take_ref_changes()
-            self.conn.send(*pending, *msgs)
+        try:
+            with self._send_lock:
+                with self._lock:
+                    pending = self._take_ref_changes()
+                self.conn.send(*pending, *msgs)
+        finally:
+            if HELD:
+                release()
 
     def set_cancel_handler(self, handler: Callable[[p.CancelTask], None]) -> None:
         """Send ``CancelTask`` messages to ``handler`` (the worker's), on the reader thread.

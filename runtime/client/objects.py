@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..common import protocol as p
 from ..common.exceptions import GetTimeoutError, RayError, RaySystemError
 from ..common.ids import new_task_id, object_id_for
+from ..common.interrupts import HELD, guarded, release
 from ..common.serialization import SerializedObject, deserialize, serialize, type_name
 from ..common.store import Arena, map_file_readonly, map_file_writable
 from .lanes import LaneTable
@@ -171,6 +172,25 @@ class ObjectCache:
                 so.write_into(view)
         return payload
 
+    @guarded
+    def subscribe(self, oids: list[bytes], want_value: bool, *msgs: object) -> None:
+        """Ask the node for ``oids``' values (or readiness), then send ``msgs``: marked as
+        asked for and asked in one step, which an interrupt does not split (a mark whose
+        ask never went out would leave a later get waiting for an answer that never
+        comes; see ``common/interrupts.py``)."""
+        try:
+            if oids:
+                with self._lock:
+                    requested = self._requested
+                    for oid in oids:
+                        requested[oid] = want_value
+                msgs = (p.Subscribe(object_ids=oids, want_value=want_value), *msgs)
+            if msgs:
+                self.send(*msgs)
+        finally:
+            if HELD:
+                release()
+
     def _has_value(self, oid: bytes) -> bool:
         return oid in self._values or oid in self._mapped
 
@@ -251,8 +271,6 @@ class ObjectCache:
                             upgrade_at = None
                             ask += [oid for oid in pending if requested.get(oid) is False]
                         if ask or (worker and not blocked):
-                            for oid in ask:
-                                requested[oid] = ask_value
                             break
                         if self.closed:
                             raise RaySystemError(
@@ -269,17 +287,15 @@ class ObjectCache:
                             if left <= 0:
                                 return ready
                             self._cond.wait(min(left, step))
-                msgs: list[object] = (
-                    [p.Subscribe(object_ids=ask, want_value=ask_value)] if ask else []
-                )
-                ask = []
+                msgs: list[object] = []
                 if worker and not blocked:
                     # a worker about to block lends its CPU, so nested tasks can run
                     with self._lock:
                         missing = list(pending)
                     msgs.append(p.Blocked(waiting_on=missing))
                     blocked = True
-                self.send(*msgs)
+                asking, ask = ask, []
+                self.subscribe(asking, ask_value, *msgs)
         finally:
             if registered:  # a timeout, a lost connection, an interrupt
                 with self._lock:
@@ -317,10 +333,8 @@ class ObjectCache:
                     for oid in ready
                     if not self._has_value(oid) and self._requested.get(oid) is not True
                 ]
-                for oid in fetch:
-                    self._requested[oid] = True
             if fetch:
-                self.send(p.Subscribe(object_ids=fetch, want_value=True))
+                self.subscribe(fetch, True)
         return set(ready)
 
     def get(self, refs: list[ObjectRef], timeout: float | None) -> list[Any]:
@@ -413,12 +427,10 @@ class ObjectCache:
                 ready = False
                 self._futures.setdefault(oid, []).append(fut)
                 ask = self._requested.get(oid) is not True
-                if ask:
-                    self._requested[oid] = True
         if ready:
             self._complete_future(oid, fut)
         elif ask:
-            self.send(p.Subscribe(object_ids=[oid], want_value=True))
+            self.subscribe([oid], True)
         # keep the ref alive until the future completes
         fut.add_done_callback(_KeepAlive(ref))
         return fut

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..common import protocol as p
 from ..common.ids import new_task_id, object_id_for
+from ..common.interrupts import HELD, guarded, release
 from ..common.serialization import SerializedObject, serialize
 from . import context
 from .lanes import Lane, LaneTable, connect_lane
@@ -71,6 +72,7 @@ class TaskSubmitter:
         def _on_object(self, msg: p.ObjectAvailable) -> None: ...
         def _show_log(self, msg: p.LogLines) -> None: ...
 
+    @guarded
     def submit(
         self,
         fn_id: bytes,
@@ -96,67 +98,71 @@ class TaskSubmitter:
         ``generator``: a generator task (see client/generators.py); ``stream``: the state that
         receives a streaming task's items, registered here before the task is sent.
         """
-        ctx = context.current_task()
-        spec, keep = self._new_spec(
-            ctx,
-            name,
-            args,
-            kwargs,
-            fn_id=fn_id,
-            num_returns=num_returns,
-            resources=resources,
-            max_retries=max_retries,
-            retry_exceptions=retry_exceptions,
-            max_calls=max_calls,
-            kind=p.TASK if actor_id is None else p.ACTOR_METHOD,
-            actor_id=actor_id,
-            method=method,
-            runtime_env=runtime_env,
-            concurrency_group=concurrency_group,
-            generator=generator,
-            capture_group=capture_group,
-        )
-        task_id = spec.task_id
-        refs = [self._new_owned_ref(object_id_for(task_id, i)) for i in range(num_returns)]
-        if stream is not None:
-            stream.end = refs[0]
+        try:
+            ctx = context.current_task()
+            spec, keep = self._new_spec(
+                ctx,
+                name,
+                args,
+                kwargs,
+                fn_id=fn_id,
+                num_returns=num_returns,
+                resources=resources,
+                max_retries=max_retries,
+                retry_exceptions=retry_exceptions,
+                max_calls=max_calls,
+                kind=p.TASK if actor_id is None else p.ACTOR_METHOD,
+                actor_id=actor_id,
+                method=method,
+                runtime_env=runtime_env,
+                concurrency_group=concurrency_group,
+                generator=generator,
+                capture_group=capture_group,
+            )
+            task_id = spec.task_id
+            refs = [self._new_owned_ref(object_id_for(task_id, i)) for i in range(num_returns)]
+            if stream is not None:
+                stream.end = refs[0]
+                with self._lock:
+                    self._streams[task_id] = stream
+            if ctx is not None:  # a nested task: its output goes up through its parent's owner
+                submitted_by = self._submitted_by
+                submitted_by[task_id] = ctx.task_id
+                if len(submitted_by) > SUBMITTED_BY_KEPT:
+                    submitted_by.popitem(last=False)
+            lanes = actor_id is not None and not self.remote
+            if (
+                lanes
+                and num_returns == 1
+                and not spec.deps
+                and not spec.nested_refs
+                and not generator  # (items go through the node, which owns their objects)
+                and not retry_exceptions  # (a retry is the node's decision)
+                and method != "__ray_terminate__"
+                and self._send_direct(spec)
+            ):
+                return refs
+            msgs: list[object] = []
+            if fn_payload is not None and fn_id not in self._registered:
+                msgs.append(p.RegisterFunction(fn_id=fn_id, name=name, payload=fn_payload))
+                self._registered.add(fn_id)
+            msgs.append(p.SubmitTask(spec=spec))
             with self._lock:
-                self._streams[task_id] = stream
-        if ctx is not None:  # a nested task: its output goes up through its parent's owner
-            submitted_by = self._submitted_by
-            submitted_by[task_id] = ctx.task_id
-            if len(submitted_by) > SUBMITTED_BY_KEPT:
-                submitted_by.popitem(last=False)
-        lanes = actor_id is not None and not self.remote
-        if (
-            lanes
-            and num_returns == 1
-            and not spec.deps
-            and not spec.nested_refs
-            and not generator  # (items go through the node, which owns their objects)
-            and not retry_exceptions  # (a retry is the node's decision)
-            and method != "__ray_terminate__"
-            and self._send_direct(spec)
-        ):
+                # The node manager tells the owner when each result is ready, with the value
+                # when it is small, unasked: a get() right after a submit sends nothing more.
+                for ref in refs:
+                    self._requested[ref.binary()] = False
+                if lanes:
+                    assert actor_id is not None
+                    lane = self.lanes.lane(actor_id)
+                    spec.after = lane.after()
+                    self.lanes.routed_call(lane, refs[0] if refs else None)
+            self.send(*msgs)
+            del keep  # large arguments put for this task: the task now holds them
             return refs
-        msgs: list[object] = []
-        if fn_payload is not None and fn_id not in self._registered:
-            msgs.append(p.RegisterFunction(fn_id=fn_id, name=name, payload=fn_payload))
-            self._registered.add(fn_id)
-        msgs.append(p.SubmitTask(spec=spec))
-        with self._lock:
-            # The node manager tells the owner when each result is ready, with the value
-            # when it is small, unasked: a get() right after a submit sends nothing more.
-            for ref in refs:
-                self._requested[ref.binary()] = False
-            if lanes:
-                assert actor_id is not None
-                lane = self.lanes.lane(actor_id)
-                spec.after = lane.after()
-                self.lanes.routed_call(lane, refs[0] if refs else None)
-        self.send(*msgs)
-        del keep  # large arguments put for this task: the task now holds them
-        return refs
+        finally:
+            if HELD:
+                release()
 
     def kill_actor(self, actor_id: bytes, no_restart: bool) -> None:
         """Ask the node to kill an actor. This caller forgets the actor's lane first, so

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .framing import HANDSHAKE_MAX_FRAME, MAX_FRAME, FrameDecoder, encode
+from .interrupts import HELD, guarded, release
 
 log = logging.getLogger(__name__)
 
@@ -218,12 +219,20 @@ class ClientConnection:
     def start(self) -> None:
         self._thread.start()
 
+    @guarded
     def send(self, *msgs: object) -> None:
-        data = b"".join(encode(m) for m in msgs)
-        with self._lock:
-            if self.closed:
-                raise ConnectionError("the connection to the jupyter_ray node manager is closed")
-            self._sock.sendall(data)
+        """Send ``msgs`` whole: an interrupt waits until they are (see interrupts.py)."""
+        try:
+            data = b"".join(encode(m) for m in msgs)
+            with self._lock:
+                if self.closed:
+                    raise ConnectionError(
+                        "the connection to the jupyter_ray node manager is closed"
+                    )
+                self._sock.sendall(data)
+        finally:
+            if HELD:
+                release()
 
     def _read_loop(self) -> None:
         decoder = FrameDecoder()

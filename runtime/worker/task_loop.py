@@ -28,6 +28,7 @@ from ..client.context import ActorExit
 from ..client.core import CoreClient
 from ..client.generators import DYNAMIC
 from ..client.submit import _NO_ARGS, Dep
+from ..common import interrupts
 from ..common import protocol as p
 from ..common.exceptions import (
     RayError,
@@ -273,7 +274,8 @@ class Worker(ActorHost):
     def _on_cancel_signal(self, signum: int, frame: Any) -> None:
         ctx = context.current_task()
         if ctx is not None and ctx.cancel_requested:
-            raise TaskCancelledError(ctx.name)
+            # not in the middle of the task's own submit or send (common/interrupts.py)
+            interrupts.deliver(TaskCancelledError(ctx.name), frame)
 
     # --- execution --------------------------------------------------------------------
 

@@ -90,3 +90,71 @@ def test_interrupt_cancels_the_waiting_cells_tasks_only(
     assert answer == "42"
     rerun = ray_kernel.execute("ray.get(ray.remote(lambda: 'fine').remote())", cell_id="waiting")
     assert rerun.result == "'fine'"
+
+
+LOOP = """
+@ray.remote
+def size(blob):
+    return len(blob)
+
+@ray.remote
+class Keeper:
+    def size(self, blob):
+        return len(blob)
+
+keeper = Keeper.remote()
+blob = b"x" * 60_000  # inline arguments: each submit writes 60 kB to the socket
+"""
+
+
+def _interrupt_after(kernel: KernelSession, code: str, line: str) -> Execution:
+    """Run ``code``, which prints ``line`` first; press stop once it has."""
+    run = kernel.submit(code)
+    kernel.wait_for(
+        lambda: any(
+            m["msg_type"] == "stream" and line in m["content"]["text"]
+            for m in kernel.for_parent(run.msg_id)
+        ),
+        timeout=30,
+        what=f"the cell to print {line!r}",
+    )
+    _interrupt(kernel, run)
+    return run
+
+
+def test_stop_while_a_cell_submits_leaves_the_runtime_whole(ray_kernel: KernelSession) -> None:
+    """The stop button lands mid-submit (in the loop's time, most of it is spent there):
+    the message on its way is sent whole first, so the session keeps its runtime."""
+    ray_kernel.execute(LOOP, cell_id="define")
+    for _ in range(5):
+        run = _interrupt_after(
+            ray_kernel,
+            "refs = []\nwhile True:\n"
+            "    refs.append(size.remote(blob))\n    refs.append(keeper.size.remote(blob))\n"
+            "    if len(refs) == 20:\n        print('looping', flush=True)",
+            "looping",
+        )
+        assert run.error is not None and run.error["ename"] == "KeyboardInterrupt"
+        # where it stopped, and none of the handler's own frames
+        assert "interrupts.py" not in run.error_text
+        after = ray_kernel.execute(
+            "print(ray.get(size.remote(b'abc'), timeout=30), "
+            "ray.get(keeper.size.remote(b'ab'), timeout=30), "
+            "sorted(set(ray.get(refs[-4:], timeout=60))))"
+        )
+        assert after.stream_text.strip() == "3 2 [60000]"
+
+
+def test_stop_outside_the_runtime_shows_the_plain_keyboard_interrupt(
+    ray_kernel: KernelSession, tmp_path: Path
+) -> None:
+    """The runtime's SIGINT handler is in place for every cell: a plain interrupt looks
+    as it always does, down to the line it stopped, without the handler's frames."""
+    marker = tmp_path / "napping"
+    run = ray_kernel.submit(f"import time\nopen({str(marker)!r}, 'w').close()\ntime.sleep(60)")
+    _wait_for_files([marker])
+    _interrupt(ray_kernel, run)
+    assert run.error is not None and run.error["ename"] == "KeyboardInterrupt"
+    text = run.error_text
+    assert "----> 3 time.sleep(60)" in text and text.rstrip().endswith("KeyboardInterrupt:")
+    assert "interrupts.py" not in text and "on_sigint" not in text
