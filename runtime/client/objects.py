@@ -9,6 +9,7 @@ One lock (the client's ``_lock``) guards every table; see ``core.py``.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import ctypes
 import threading
 import time
@@ -83,23 +84,34 @@ class ObjectCache:
             )
         return self.put_serialized(serialize(value))
 
+    @guarded
     def put_serialized(self, so: SerializedObject) -> ObjectRef:
-        oid = object_id_for(new_task_id(), 0)
-        if so.size < p.INLINE_LIMIT or self.remote:
-            data = so.to_bytes()
-            ref = self._new_owned_ref(oid)
-            with self._lock:
-                self._values[oid] = p.Payload(data=data, size=len(data), type_name=so.type_name)
-            self.send(
-                p.PutInline(
-                    object_id=oid, data=data, contained=so.contained, type_name=so.type_name
+        """Store ``so`` as a new object owned here. One step for an interrupt: an object
+        allocated in the store but never sealed would hold its room until this process
+        disconnects (see ``common/interrupts.py``)."""
+        try:
+            oid = object_id_for(new_task_id(), 0)
+            if so.size < p.INLINE_LIMIT or self.remote:
+                data = so.to_bytes()
+                ref = self._new_owned_ref(oid)
+                with self._lock:
+                    self._values[oid] = p.Payload(data=data, size=len(data), type_name=so.type_name)
+                self.send(
+                    p.PutInline(
+                        object_id=oid, data=data, contained=so.contained, type_name=so.type_name
+                    )
                 )
-            )
+                return ref
+            payload = self.write_object(oid, so)
+            ref = self._new_owned_ref(oid)
+            self.send(p.SealObject(object_id=oid, payload=payload, contained=so.contained))
             return ref
-        payload = self.write_object(oid, so)
-        ref = self._new_owned_ref(oid)
-        self.send(p.SealObject(object_id=oid, payload=payload, contained=so.contained))
-        return ref
+        finally:
+            if HELD:
+                # not kept alive by the frame in the interrupt's traceback
+                with contextlib.suppress(UnboundLocalError):
+                    del ref
+                release()
 
     def put_error(self, error: BaseException) -> ObjectRef:
         """Store ``error`` as a failed object: ``get`` of the ref raises it."""

@@ -162,6 +162,9 @@ class TaskSubmitter:
             return refs
         finally:
             if HELD:
+                # not kept alive by the frame in the interrupt's traceback
+                with contextlib.suppress(UnboundLocalError):
+                    del refs
                 release()
 
     def kill_actor(self, actor_id: bytes, no_restart: bool) -> None:
@@ -256,6 +259,7 @@ class TaskSubmitter:
             with contextlib.suppress(ConnectionError, OSError):
                 self.send(p.Subscribe(object_ids=waiting, want_value=False))
 
+    @guarded
     def create_actor(
         self,
         cls_id: bytes,
@@ -268,34 +272,42 @@ class TaskSubmitter:
         runtime_env: dict[str, Any] | None = None,
         capture_group: bytes | None = None,
     ) -> tuple[p.ActorInfo, ObjectRef]:
-        """Create an actor; returns its info and a counted ref to its cookie (the handle)."""
-        spec, keep = self._new_spec(
-            context.current_task(),
-            name,
-            args,
-            kwargs,
-            fn_id=cls_id,
-            num_returns=1,
-            resources=resources,
-            max_retries=0,
-            retry_exceptions=False,
-            max_calls=0,
-            kind=p.ACTOR_CREATION,
-            runtime_env=runtime_env,
-            capture_group=capture_group,
-        )
-        spec.actor_id = spec.task_id  # an actor is known by its creation task's id
-        if cls_id not in self._registered:
-            self.send(p.RegisterFunction(fn_id=cls_id, name=name, payload=cls_payload))
-            self._registered.add(cls_id)
-        reply = self.request(p.CreateActor(req_id=next(self._req_ids), spec=spec, options=options))
-        del keep
-        if reply.error is not None:
-            raise ValueError(reply.error)
-        info: p.ActorInfo = reply.info
-        if reply.existed:
-            return info, ObjectRef(info.cookie, self)  # type: ignore[arg-type]
-        return info, self._new_owned_ref(info.cookie)
+        """Create an actor; returns its info and a counted ref to its cookie (the handle).
+        One step for an interrupt: an actor the node made but this process never got a
+        handle to would hold its resources with nobody to kill it."""
+        try:
+            spec, keep = self._new_spec(
+                context.current_task(),
+                name,
+                args,
+                kwargs,
+                fn_id=cls_id,
+                num_returns=1,
+                resources=resources,
+                max_retries=0,
+                retry_exceptions=False,
+                max_calls=0,
+                kind=p.ACTOR_CREATION,
+                runtime_env=runtime_env,
+                capture_group=capture_group,
+            )
+            spec.actor_id = spec.task_id  # an actor is known by its creation task's id
+            if cls_id not in self._registered:
+                self.send(p.RegisterFunction(fn_id=cls_id, name=name, payload=cls_payload))
+                self._registered.add(cls_id)
+            reply = self.request(
+                p.CreateActor(req_id=next(self._req_ids), spec=spec, options=options)
+            )
+            del keep
+            if reply.error is not None:
+                raise ValueError(reply.error)
+            info: p.ActorInfo = reply.info
+            if reply.existed:
+                return info, ObjectRef(info.cookie, self)  # type: ignore[arg-type]
+            return info, self._new_owned_ref(info.cookie)
+        finally:
+            if HELD:
+                release()
 
     def _new_spec(
         self,

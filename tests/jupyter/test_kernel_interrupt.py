@@ -158,3 +158,26 @@ def test_stop_outside_the_runtime_shows_the_plain_keyboard_interrupt(
     text = run.error_text
     assert "----> 3 time.sleep(60)" in text and text.rstrip().endswith("KeyboardInterrupt:")
     assert "interrupts.py" not in text and "on_sigint" not in text
+
+
+def test_stop_during_puts_leaves_no_room_taken_in_the_store(ray_kernel: KernelSession) -> None:
+    """A put stopped between allocating its room and sealing the object would hold that
+    room until the kernel disconnects; stopped, the put completes and the room is freed
+    once the value is unreferenced."""
+    ray_kernel.execute("import time\nfrom jupyter_ray import state\nblob = b'x' * (32 << 20)")
+    for _ in range(3):
+        run = _interrupt_after(
+            ray_kernel,
+            "n = 0\nwhile True:\n    x = ray.put(blob)\n    n += 1\n"
+            "    if n == 3:\n        print('putting', flush=True)",
+            "putting",
+        )
+        assert run.error is not None and run.error["ename"] == "KeyboardInterrupt"
+    after = ray_kernel.execute(
+        "x = None\n"
+        "deadline = time.monotonic() + 30\n"
+        "while state.list_nodes()[0].object_store_used and time.monotonic() < deadline:\n"
+        "    time.sleep(0.05)\n"
+        "print(state.list_nodes()[0].object_store_used, ray.get(ray.put(blob)) == blob)"
+    )
+    assert after.stream_text.strip() == "0 True"
