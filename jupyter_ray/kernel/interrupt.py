@@ -10,30 +10,52 @@ raises :class:`CellInterrupted`, a KeyboardInterrupt that says how many were can
 from __future__ import annotations
 
 import builtins
+import os
+from pathlib import Path
+from types import TracebackType
 from typing import Any
 
+from .. import runtime
 from ..runtime.client import context
-from ..runtime.common import interrupts
 from .cells import CellRun
 
+# jupyter_ray's folder, and the runtime's (a folder of its own in a source checkout)
+_OWN_DIRS = tuple(
+    str(folder) + os.sep for folder in (Path(__file__).parents[1], Path(runtime.__file__).parent)
+)
 
-class KeyboardInterrupt(builtins.KeyboardInterrupt):
+
+class KeyboardInterrupt(builtins.KeyboardInterrupt):  # (the name users see)
     """The stop button's KeyboardInterrupt in a shell with the runtime's SIGINT handler
     (``runtime/common/interrupts.py``: it holds an interrupt until a step of the runtime
-    is done). Shown as Python's own: the traceback leaves out the handler's frames."""
+    is done). Shown as Python's own, down to the line of the user's code it stopped:
+    the frames of jupyter_ray under that line (the handler's, a step that held it) are
+    left out, as the frames of a builtin would be."""
 
     def _render_traceback_(self) -> list[str]:
         from IPython import get_ipython
 
         shell: Any = get_ipython()
-        tb = interrupts.without_own_frames(self.__traceback__)
         lines: list[str] = shell.InteractiveTB.structured_traceback(
-            builtins.KeyboardInterrupt, self, tb
+            builtins.KeyboardInterrupt, self, _without_own_tail(self.__traceback__)
         )
         return lines
 
 
-class CellInterrupted(KeyboardInterrupt):
+def _without_own_tail(tb: TracebackType | None) -> TracebackType | None:
+    """``tb`` cut after its innermost frame outside jupyter_ray (if it has one)."""
+    last_user = None
+    entry = tb
+    while entry is not None:
+        if not entry.tb_frame.f_code.co_filename.startswith(_OWN_DIRS):
+            last_user = entry
+        entry = entry.tb_next
+    if last_user is not None:
+        last_user.tb_next = None
+    return tb
+
+
+class CellInterrupted(builtins.KeyboardInterrupt):
     """A KeyboardInterrupt raised while a cell waited on its tasks, after cancelling them.
 
     ``cancelled`` is how many live tasks of the cell the runtime cancelled.

@@ -27,7 +27,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from types import CodeType, FrameType, TracebackType
+from types import CodeType, FrameType
 from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -105,21 +105,3 @@ def uninstall() -> None:
         and signal.getsignal(signal.SIGINT) is on_sigint
     ):
         signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
-_OWN_CODES = frozenset(f.__code__ for f in (deliver, on_sigint, release))
-
-
-def without_own_frames(tb: TracebackType | None) -> TracebackType | None:
-    """``tb`` without the frames of this module's handler (the innermost ones of an
-    interrupt it raised), for showing where the interrupt hit. Changes ``tb``."""
-    head = tb
-    prev = None
-    while tb is not None:
-        if tb.tb_frame.f_code in _OWN_CODES:
-            if prev is None:
-                return None
-            prev.tb_next = None
-            return head
-        prev, tb = tb, tb.tb_next
-    return head
