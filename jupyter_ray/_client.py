@@ -32,6 +32,7 @@ from .runtime.common import protocol as p
 from .runtime.common.auth import TOKEN_ENV
 from .runtime.common.exceptions import RaySystemError
 from .runtime.common.gpus import detect_accelerator_type
+from .runtime.common.interrupts import HELD, guarded, release
 from .runtime.common.labels import check_node_labels
 
 _lock = threading.RLock()
@@ -241,6 +242,25 @@ def init(
                 f"unknown _system_config keys {sorted(config)}; supported: task_history, "
                 "record_tasks"
             )
+        _start_owned_node(totals, store, history, node_labels, log_to_driver)
+        return info()
+
+
+@guarded
+def _start_owned_node(
+    totals: dict[str, float],
+    store: int,
+    history: int,
+    labels: dict[str, str] | None,
+    log_to_driver: bool,
+) -> None:
+    """Start a node manager and connect to it as this driver, its owner. One step for an
+    interrupt (``runtime/common/interrupts.py``): a node started but not yet connected to
+    would run on with no owner, one connected to but not made this driver's connection
+    until the process exits. (A second Ctrl-C still gets out: what was started is
+    stopped by ``start_local_node`` and ``CoreClient.owning``.)"""
+    global _node
+    try:
         about = context.job_metadata  # in a kernel: its id and label (kernel/identity.py)
         node = start_local_node(
             totals,
@@ -248,14 +268,16 @@ def init(
             task_history=history,
             origin=about.get("origin", "script"),
             label=about.get("label", about.get("kernel_id", "")),
-            labels=node_labels,
+            labels=labels,
         )
         client = CoreClient.owning(node)
         if not log_to_driver:
             client.on_log = lambda msg: None
         _node = node
         _connected(client)
-        return info()
+    finally:
+        if HELD:
+            release()
 
 
 def _init_on_ray(address: str | None, **options: Any) -> Any:

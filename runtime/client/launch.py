@@ -138,6 +138,29 @@ def start_local_node(
     proc = subprocess.Popen(
         cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, start_new_session=True, env=env
     )
+    try:
+        line = _wait_until_ready(proc, timeout)
+    except BaseException:  # an interrupt: a node nobody will connect to would run on
+        _discard(proc, session_dir)
+        raise
+    if not line.startswith(b"READY "):
+        _discard(proc, session_dir, keep_folder=True)
+        log_path = os.path.join(session_dir, "logs", "node.log")
+        detail = ""
+        if os.path.exists(log_path):
+            with open(log_path, errors="replace") as f:
+                detail = f.read()[-2000:]
+        shutil.rmtree(session_dir, ignore_errors=True)
+        raise RaySystemError(
+            f"the jupyter_ray node manager did not start (exit code {proc.returncode}). {detail}"
+        )
+    _, socket_path, tcp = line.decode().split()
+    return LocalNode(proc, session_dir, socket_path, None if tcp == "-" else tcp)
+
+
+def _wait_until_ready(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
+    """The node manager's first line: ``READY <socket> <tcp address or ->``, or what it
+    wrote before it exited or ``timeout`` ran out."""
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     line = b""
@@ -151,18 +174,15 @@ def start_local_node(
             if not chunk:
                 break
             line += chunk
-    if not line.startswith(b"READY "):
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        log_path = os.path.join(session_dir, "logs", "node.log")
-        detail = ""
-        if os.path.exists(log_path):
-            with open(log_path, errors="replace") as f:
-                detail = f.read()[-2000:]
+    return line
+
+
+def _discard(proc: subprocess.Popen[bytes], session_dir: str, keep_folder: bool = False) -> None:
+    """Kill a node manager that will not be used, by pid, and remove its folder."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+    if not keep_folder:
         shutil.rmtree(session_dir, ignore_errors=True)
-        raise RaySystemError(
-            f"the jupyter_ray node manager did not start (exit code {proc.returncode}). {detail}"
-        )
-    _, socket_path, tcp = line.decode().split()
-    return LocalNode(proc, session_dir, socket_path, None if tcp == "-" else tcp)

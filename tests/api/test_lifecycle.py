@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import psutil
+import pytest
 from jupyter_ray.runtime.common import discovery, leftovers
 
 import jupyter_ray as ray
@@ -231,3 +232,83 @@ def test_a_driver_that_leaves_takes_its_waiting_and_running_tasks_with_it(
         return os.getpid()
 
     assert len(set(ray.get([pid.remote(), pid.remote()], timeout=60))) == 2
+
+
+INTERRUPTED_INIT = """
+import os, signal, sys, threading, time
+import psutil
+import pytest
+import jupyter_ray as ray
+from jupyter_ray.runtime.common import interrupts
+
+handler, presses = sys.argv[1] == "handler", int(sys.argv[2])
+if handler:  # as in a kernel or IPython (a script keeps Python's own handler)
+    assert interrupts.install()
+me = psutil.Process()
+
+
+def until(cond, what):
+    deadline = time.monotonic() + 30
+    while not cond():
+        assert time.monotonic() < deadline, "timed out waiting for " + what
+        time.sleep(0.005)
+
+
+def press():
+    # once the node manager runs, before it is ready (it takes a few hundred ms)
+    until(lambda: me.children(), "the node manager to start")
+    os.kill(os.getpid(), signal.SIGINT)
+    if presses == 2:
+        until(lambda: interrupts.HELD, "the first press to be held")
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+threading.Thread(target=press, daemon=True).start()
+try:
+    ray.init(num_cpus=1, object_store_memory=64 << 20)
+    print("not interrupted")
+except KeyboardInterrupt:
+    print("interrupted; initialized:", ray.is_initialized())
+if not ray.is_initialized():
+    until(lambda: not me.children(recursive=True), "the node manager to be gone")
+    ray.init(num_cpus=1, object_store_memory=64 << 20)
+print(ray.get(ray.remote(lambda: "works").remote()))
+ray.shutdown()
+until(lambda: not me.children(recursive=True), "the runtime to be gone after shutdown")
+"""
+
+
+@pytest.mark.parametrize(
+    ("handler", "presses", "outcome"),
+    [
+        ("python", 1, "interrupted; initialized: False"),  # a script: stopped, cleaned up
+        ("handler", 1, "interrupted; initialized: True"),  # held until the runtime is up
+        ("handler", 2, "interrupted; initialized: False"),  # a second press gets out
+    ],
+)
+def test_ctrl_c_while_init_starts_the_runtime_leaves_no_node_behind(
+    tmp_path: Any, handler: str, presses: int, outcome: str
+) -> None:
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", INTERRUPTED_INIT, handler, str(presses)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
+    finally:
+        # A node manager left ownerless is no child of ours: found by this test's own
+        # folder, which its command line carries (its workers' cwd), and killed by pid.
+        orphans = [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if str(tmp_path) in " ".join(p.info["cmdline"] or [])
+        ]
+        for proc in orphans:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(orphans, timeout=5)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [outcome, "works"]
+    assert orphans == []
