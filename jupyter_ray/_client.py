@@ -342,17 +342,30 @@ def _notebook_integration() -> None:
 def _attach(address: str, log_to_driver: bool, token: str | None) -> RuntimeInfo:
     """Connect this process to a runtime it did not start."""
     target, token = resolve_address(address, token)
-    try:
-        client = CoreClient(target, "driver", token=token)
-    except OSError as err:
-        raise ConnectionError(
-            f"Could not connect to a jupyter_ray cluster at {address!r}: {err}. Is "
-            "'jupyter-ray start --head' running there, and is the port reachable?"
-        ) from err
-    if not log_to_driver:
-        client.on_log = lambda msg: None
-    _connected(client)
+    _connect_driver(target, address, log_to_driver, token)
     return info()
+
+
+@guarded
+def _connect_driver(
+    target: str | tuple[str, int], address: str, log_to_driver: bool, token: str | None
+) -> None:
+    """Connect to ``target`` and make that this driver's connection: one step for an
+    interrupt, so that no connection is left open that is not this driver's."""
+    try:
+        try:
+            client = CoreClient(target, "driver", token=token)
+        except OSError as err:
+            raise ConnectionError(
+                f"Could not connect to a jupyter_ray cluster at {address!r}: {err}. Is "
+                "'jupyter-ray start --head' running there, and is the port reachable?"
+            ) from err
+        if not log_to_driver:
+            client.on_log = lambda msg: None
+        _connected(client)
+    finally:
+        if HELD:
+            release()
 
 
 def resolve_address(

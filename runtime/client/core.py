@@ -112,44 +112,45 @@ class CoreClient(TaskSubmitter, ObjectCache):
         self._challenge: bytes | None = None
         self._challenged = threading.Event()
         self.conn = ClientConnection(address, self._on_message, self._on_close)
-        self.conn.start()
-        auth_answer = None
-        if self.remote:
-            if not self._challenged.wait(30) or self._challenge is None:
-                self.conn.close()
-                raise ConnectionError(f"{address[0]}:{address[1]} sent no challenge")
-            if not token:
-                self.conn.close()
-                raise ConnectionError(
-                    f"connecting to {address[0]}:{address[1]} needs the cluster token: pass "
-                    "init(_token=...) or set JUPYTER_RAY_TOKEN (jupyter-ray start --head "
-                    "printed it, and stores it in the head's session directory)"
+        try:
+            self.conn.start()
+            auth_answer = None
+            if self.remote:
+                if not self._challenged.wait(30) or self._challenge is None:
+                    raise ConnectionError(f"{address[0]}:{address[1]} sent no challenge")
+                if not token:
+                    raise ConnectionError(
+                        f"connecting to {address[0]}:{address[1]} needs the cluster token: pass "
+                        "init(_token=...) or set JUPYTER_RAY_TOKEN (jupyter-ray start --head "
+                        "printed it, and stores it in the head's session directory)"
+                    )
+                auth_answer = auth.answer(token, self._challenge)
+            self.conn.send(
+                p.Hello(
+                    role=role,
+                    pid=os.getpid(),
+                    worker_id=worker_id,
+                    owns_node=owns_node,
+                    auth=auth_answer,
                 )
-            auth_answer = auth.answer(token, self._challenge)
-        self.conn.send(
-            p.Hello(
-                role=role,
-                pid=os.getpid(),
-                worker_id=worker_id,
-                owns_node=owns_node,
-                auth=auth_answer,
             )
-        )
-        if not self._welcome.wait(30) or self.welcome is None:
+            if not self._welcome.wait(30) or self.welcome is None:
+                if self.closed:
+                    raise ConnectionError(
+                        "the node manager closed the connection during the handshake (a wrong "
+                        "token?); check JUPYTER_RAY_TOKEN or init(_token=...)"
+                    )
+                raise RaySystemError("the node manager did not answer within 30 s")
+            self.arena: Arena | None = (
+                None if self.remote else Arena(self.welcome.arena_path, self.welcome.arena_size)
+            )
+            self._flusher = threading.Thread(
+                target=self._flush_loop, name="jupyter-ray-flusher", daemon=True
+            )
+            self._flusher.start()
+        except BaseException:  # a failed handshake, an interrupt: no connection left open
             self.conn.close()
-            if self.closed:
-                raise ConnectionError(
-                    "the node manager closed the connection during the handshake (a wrong "
-                    "token?); check JUPYTER_RAY_TOKEN or init(_token=...)"
-                )
-            raise RaySystemError("the node manager did not answer within 30 s")
-        self.arena: Arena | None = (
-            None if self.remote else Arena(self.welcome.arena_path, self.welcome.arena_size)
-        )
-        self._flusher = threading.Thread(
-            target=self._flush_loop, name="jupyter-ray-flusher", daemon=True
-        )
-        self._flusher.start()
+            raise
 
     # --- connection ------------------------------------------------------------------
 

@@ -312,3 +312,46 @@ def test_ctrl_c_while_init_starts_the_runtime_leaves_no_node_behind(
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [outcome, "works"]
     assert orphans == []
+
+
+SILENT_NODE = """
+import os, signal, socket, sys, threading
+import jupyter_ray as ray
+
+path = os.path.join(sys.argv[1], "node.sock")
+server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+server.bind(path)
+server.listen(1)
+seen = []
+
+
+def node_that_never_answers():
+    peer, _ = server.accept()
+    peer.settimeout(30)
+    seen.append(peer.recv(65536))  # the driver's hello
+    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while init waits for the welcome
+    while peer.recv(65536):
+        pass
+    seen.append("closed")
+
+
+watcher = threading.Thread(target=node_that_never_answers)
+watcher.start()
+try:
+    ray.init(address=path)
+except KeyboardInterrupt:
+    print("interrupted; initialized:", ray.is_initialized())
+watcher.join(60)
+print(seen[1:])
+"""
+
+
+def test_ctrl_c_while_connecting_leaves_no_connection_open(tmp_path: Any) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", SILENT_NODE, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["interrupted; initialized: False", "['closed']"]
