@@ -125,7 +125,7 @@ class ChangeFeed:
             if sub.lagging:
                 if backlog <= LAG_LOW:
                     sub.lagging = False
-                    peer.send(FeedSnapshot(self.seq, snapshot()))
+                    self._send_snapshot(peer, snapshot)  # (what it names is known)
                 continue
             if backlog > LAG_HIGH:
                 sub.lagging = True
