@@ -65,6 +65,11 @@ SPILL_PREFIX = "jupyter_ray-spill-"
 
 NODE_ID_SIZE = 28  # bytes, as Ray's node ids (56 hex digits)
 
+OWNER_WAIT_ENV = "JUPYTER_RAY_OWNER_WAIT_S"
+"""How long an embedded node manager waits, once ready, for the driver that started it
+to connect as its owner (it does at once) before it concludes that driver is gone and
+stops; 60 s unless this is set."""
+
 
 class NodeManager:
     """State and handlers of one node; see the module docstring for threading."""
@@ -105,6 +110,7 @@ class NodeManager:
         self._early_zygote = zygote
         self._next_conn = 0
         self._stopping = asyncio.Event()
+        self._owned = False  # the owner has connected (an embedded node ends with it)
         self._server: asyncio.AbstractServer | None = None
         self._tcp_server: asyncio.AbstractServer | None = None
         self._background: set[asyncio.Future[Any]] = set()
@@ -286,6 +292,9 @@ class NodeManager:
         )
         if on_ready is not None:
             on_ready()
+        if self.embedded:
+            owner_wait = float(os.environ.get(OWNER_WAIT_ENV) or 60.0)
+            loop.call_later(owner_wait, self._stop_if_unowned, owner_wait)
         housekeeping = asyncio.ensure_future(self._housekeeping())
         feed = asyncio.ensure_future(self._feed_loop())
         if self.join is not None:
@@ -298,6 +307,13 @@ class NodeManager:
             housekeeping.cancel()
             feed.cancel()
             await self._teardown()
+
+    def _stop_if_unowned(self, waited: float) -> None:
+        """An embedded node whose starter never connected (killed, or interrupted between
+        starting it and connecting) would run with no owner, for good: stop."""
+        if not self._owned:
+            log.warning("no owner connected within %.0f s of start: stopping", waited)
+            self._stopping.set()
 
     def _new_connection(self) -> ServerConnection:
         self._next_conn += 1
@@ -430,6 +446,7 @@ class NodeManager:
         conn.role = msg.role
         conn.pid = msg.pid
         conn.owns_node = msg.owns_node  # type: ignore[attr-defined]
+        self._owned = self._owned or msg.owns_node
         conn.send(
             p.Welcome(
                 node_id=self.node_id,
@@ -515,8 +532,11 @@ def main(argv: list[str] | None = None, zygote: subprocess.Popen[bytes] | None =
 
     def ready() -> None:
         # Tell the parent we listen, then send our output to the log file.
-        sys.stdout.write(f"READY {node.socket_path} {node.tcp_address or '-'}\n")
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(f"READY {node.socket_path} {node.tcp_address or '-'}\n")
+            sys.stdout.flush()
+        except OSError:  # our starter is gone (interrupted, killed): nobody will use us
+            node._stopping.set()
         logfd = os.open(
             os.path.join(node.logs_dir, "node.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND
         )

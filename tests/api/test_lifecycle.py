@@ -254,6 +254,17 @@ def until(cond, what):
         time.sleep(0.005)
 
 
+def running_children():
+    alive = []
+    for child in me.children(recursive=True):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:
+                alive.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
 def press():
     # once the node manager runs, before it is ready (it takes a few hundred ms)
     until(lambda: me.children(), "the node manager to start")
@@ -270,11 +281,11 @@ try:
 except KeyboardInterrupt:
     print("interrupted; initialized:", ray.is_initialized())
 if not ray.is_initialized():
-    until(lambda: not me.children(recursive=True), "the node manager to be gone")
+    until(lambda: not running_children(), "the node manager to be gone")
     ray.init(num_cpus=1, object_store_memory=64 << 20)
 print(ray.get(ray.remote(lambda: "works").remote()))
 ray.shutdown()
-until(lambda: not me.children(recursive=True), "the runtime to be gone after shutdown")
+until(lambda: not running_children(), "the runtime to be gone after shutdown")
 """
 
 
@@ -355,3 +366,54 @@ def test_ctrl_c_while_connecting_leaves_no_connection_open(tmp_path: Any) -> Non
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["interrupted; initialized: False", "['closed']"]
+
+
+STARTER_THAT_NEVER_CONNECTS = """
+import sys
+from jupyter_ray.runtime.client.launch import start_local_node
+
+node = start_local_node({"CPU": 1.0}, 64 << 20)
+print(node.proc.pid, flush=True)
+sys.stdin.read()  # never connects: killed, or interrupted, between start and connect
+"""
+
+
+def test_an_embedded_node_whose_starter_never_connects_stops(tmp_path: Any) -> None:
+    """The process that started a node manager for itself died, or was interrupted,
+    after the node was ready and before it connected as the owner: the node would run
+    with no owner for good. It waits for its owner (here 3 s), then stops, its workers
+    with it."""
+    starter = subprocess.Popen(
+        [sys.executable, "-c", STARTER_THAT_NEVER_CONNECTS],
+        cwd=tmp_path,
+        env=dict(os.environ, JUPYTER_RAY_OWNER_WAIT_S="3"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert starter.stdout is not None and starter.stdin is not None
+    node = psutil.Process(int(starter.stdout.readline()))
+    starter.kill()
+    starter.wait()
+    starter.stdin.close()
+    starter.stdout.close()
+
+    def runtime() -> list[psutil.Process]:
+        # no child of ours: the node, and what it started, found by this test's folder
+        # on their command lines (the workers' cwd)
+        alive = []
+        for proc in {node, *psutil.process_iter()}:
+            with contextlib.suppress(psutil.Error):
+                mine = proc == node or str(tmp_path) in " ".join(proc.cmdline())
+                if mine and proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(proc)
+        return alive
+
+    assert node in runtime()
+    deadline = time.monotonic() + 30
+    while (left := runtime()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for proc in left:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    assert left == []
