@@ -141,10 +141,11 @@ def start_local_node(
     try:
         line = _wait_until_ready(proc, timeout)
     except BaseException:  # an interrupt: a node nobody will connect to would run on
-        _discard(proc, session_dir)
+        _kill(proc)
+        shutil.rmtree(session_dir, ignore_errors=True)
         raise
     if not line.startswith(b"READY "):
-        _discard(proc, session_dir, keep_folder=True)
+        _kill(proc)
         log_path = os.path.join(session_dir, "logs", "node.log")
         detail = ""
         if os.path.exists(log_path):
@@ -177,12 +178,10 @@ def _wait_until_ready(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
     return line
 
 
-def _discard(proc: subprocess.Popen[bytes], session_dir: str, keep_folder: bool = False) -> None:
-    """Kill a node manager that will not be used, by pid, and remove its folder."""
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    """Kill a node manager that will not be used (by pid), and wait for it."""
     if proc.poll() is None:
         proc.kill()
     proc.wait()
     if proc.stdout is not None:
         proc.stdout.close()
-    if not keep_folder:
-        shutil.rmtree(session_dir, ignore_errors=True)
