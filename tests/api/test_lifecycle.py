@@ -36,6 +36,23 @@ def _not_zombie(pid: int) -> bool:
         return False
 
 
+def _naming(folder: Any) -> list[int]:
+    """Pids of the processes whose command line names ``folder``: a node manager a test
+    started through another process (no child of ours) carries the test's folder there,
+    as its workers' cwd."""
+    pids = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if str(folder) in " ".join(proc.info["cmdline"] or []):
+            pids.append(proc.pid)
+    return pids
+
+
+def _kill(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_shutdown_stops_node_and_workers_and_removes_the_session(ray_start: Any) -> None:
     info = ray_start()
     node = ray._client._node
@@ -309,17 +326,8 @@ def test_ctrl_c_while_init_starts_the_runtime_leaves_no_node_behind(
             cwd=tmp_path,
         )
     finally:
-        # A node manager left ownerless is no child of ours: found by this test's own
-        # folder, which its command line carries (its workers' cwd), and killed by pid.
-        orphans = [
-            p
-            for p in psutil.process_iter(["cmdline"])
-            if str(tmp_path) in " ".join(p.info["cmdline"] or [])
-        ]
-        for proc in orphans:
-            with contextlib.suppress(psutil.Error):
-                proc.kill()
-        psutil.wait_procs(orphans, timeout=5)
+        orphans = _naming(tmp_path)  # a node manager left with no owner
+        _kill(orphans)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [outcome, "works"]
     assert orphans == []
@@ -392,28 +400,12 @@ def test_an_embedded_node_whose_starter_never_connects_stops(tmp_path: Any) -> N
         text=True,
     )
     assert starter.stdout is not None and starter.stdin is not None
-    node = psutil.Process(int(starter.stdout.readline()))
+    node = int(starter.stdout.readline())
     starter.kill()
     starter.wait()
     starter.stdin.close()
     starter.stdout.close()
-
-    def runtime() -> list[psutil.Process]:
-        # no child of ours: the node, and what it started, found by this test's folder
-        # on their command lines (the workers' cwd)
-        alive = []
-        for proc in {node, *psutil.process_iter()}:
-            with contextlib.suppress(psutil.Error):
-                mine = proc == node or str(tmp_path) in " ".join(proc.cmdline())
-                if mine and proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(proc)
-        return alive
-
-    assert node in runtime()
-    deadline = time.monotonic() + 30
-    while (left := runtime()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    for proc in left:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
+    assert _not_zombie(node)
+    left = _wait_gone(sorted({node, *_naming(tmp_path)}))
+    _kill(left)
     assert left == []

@@ -108,7 +108,7 @@ blob = b"x" * 60_000  # inline arguments: each submit writes 60 kB to the socket
 
 
 def _interrupt_after(kernel: KernelSession, code: str, line: str) -> Execution:
-    """Run ``code``, which prints ``line`` first; press stop once it has."""
+    """Run ``code``, which prints ``line`` once it is under way; press stop then."""
     run = kernel.submit(code)
     kernel.wait_for(
         lambda: any(
